@@ -87,17 +87,139 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     return 0
 
 
-# ---- demo ---------------------------------------------------------------------------------------
-def cmd_demo(args: argparse.Namespace) -> int:
-    from .backbones import load_backbone
-    from .zeroshot_report import evaluate_domains, format_eval_table
+# ---- unlearn / bench / demo -----------------------------------------------------------------------
+def _hyper(pairs: Sequence[str]) -> dict:
+    out = {}
+    for item in pairs or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"--set expects KEY=VALUE, got {item!r}.")
+        try:
+            out[key.replace("-", "_")] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key.replace("-", "_")] = value
+    return out
+
+
+def _train_cfg(args: argparse.Namespace):
+    from .train import TrainConfig
+
+    return TrainConfig(lr=args.lr, epochs=args.epochs, seed=args.seed)
+
+
+def _session(args: argparse.Namespace, forget=None, goal: str = "fine"):
+    from .pipeline import open_session
+
+    return open_session(forget=forget, goal=goal, world=args.world, model=args.model, level=args.level,
+                        max_per_concept=args.max_per_concept, seed=args.seed, progress=not args.quiet)
+
+
+def cmd_unlearn(args: argparse.Namespace) -> int:
+    from .pipeline import run_method, save_unlearned
+    from .report import text_table
 
     t0 = time.time()
-    backbone = load_backbone("mini-clip")
+    session = _session(args, args.forget, args.goal)
+    record = run_method(session, args.method, _train_cfg(args), progress=not args.quiet, **_hyper(args.set))
+    out = Path(args.out)
+    weights = save_unlearned(session, out, record)
+    record["weights"] = str(weights)
+    _dump(record, out / "results.json")
+    print(f"request: forget {', '.join(session.request.concepts)} ({session.request.goal}); forget set {len(session.forget)} images")
+    print(text_table(record["original"], [record]))
+    print(f"wrote {weights} and {out / 'results.json'} ({time.time() - t0:.1f} s)")
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from .methods import METHODS
+    from .pipeline import run_method
+    from .report import markdown_table, text_table
+
+    t0 = time.time()
+    session = _session(args)
+    methods = args.methods or METHODS.names()
+    records = []
+    from tqdm.auto import tqdm
+
+    for name in tqdm(methods, desc="bench", disable=args.quiet):
+        records.append(run_method(session, name, _train_cfg(args), progress=not args.quiet))
+    seconds = time.time() - t0
+    table = text_table(session.original_scores, records)
+    print(f"level {args.level}: forget {', '.join(session.request.concepts)} ({session.request.goal}); forget set {len(session.forget)} images; model {session.backbone.name}")
+    print(table)
+    print(f"bench took {seconds:.1f} s")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    header = f"Level `{args.level}`: forget {', '.join(session.request.concepts)} ({session.request.goal}). Bench time {seconds:.0f} s.\n\n"
+    (out / "table.md").write_text(header + markdown_table(session.original_scores, records) + "\n")
+    from .pipeline import recorded_scores
+
+    _dump({"level": args.level, "seconds": round(seconds, 1), "original": recorded_scores(session.original_scores), "rows": records}, out / "results.json")
+    print(f"wrote {out / 'table.md'} and {out / 'results.json'}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .pipeline import run_method
+    from .report import text_table
+    from .zeroshot_report import format_eval_table
+
+    t0 = time.time()
     print("ktmu demo: the embedded mini-CLIP (MiniLM-L6 text tower + small CNN image tower), zero-shot:")
-    print(format_eval_table(evaluate_domains(backbone, ["fashion", "digits"], progress=not args.quiet)))
+    session = _session(args)
+    print(format_eval_table({"model": session.backbone.name, "domains": session.original_scores["domains"]}))
+    req = session.request
+    print(f"\nUnlearning request ({args.level}): forget {', '.join(req.concepts)} ({req.goal}) with nhl-kl, "
+          f"using {len(session.forget)} forget-set images and no retain data ...")
+    record = run_method(session, "nhl-kl", _train_cfg(args), progress=not args.quiet)
+    print(text_table(record["original"], [record]))
+    per = record["per_class_fine"]
+    print("fine accuracy per class, before -> after: " + ", ".join(f"{k} {per['original'][k]:.0f}->{per['unlearned'][k]:.0f}" for k in per["original"]))
     print(f"({time.time() - t0:.1f} s)")
     return 0
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    from .methods import METHODS
+    from .pipeline import open_session
+    from .tune import tune_lr
+
+    session = open_session(forget=args.forget, goal=args.goal, world=args.world, model=args.model, level=args.level,
+                           max_per_concept=args.max_per_concept, seed=args.seed, progress=not args.quiet, evaluate=False)
+    print(f"tuning on forget-set data only: forget {', '.join(session.request.concepts)} ({session.request.goal}), {len(session.forget)} images")
+    print(f"{'method':<12} {'lr':>8} {'epoch':>5} {'forget fine %':>13} {'forget coarse %':>15}")
+    for name in args.methods or METHODS.names():
+        rows, chosen = tune_lr(session, name, args.lrs, args.epochs, args.threshold, progress=not args.quiet)
+        for r in rows:
+            mark = "  <- chosen" if r.lr == chosen else ""
+            print(f"{name:<12} {r.lr:>8.0e} {r.epoch:>5} {r.forget_fine:>13.1f} {r.forget_coarse:>15.1f}{mark}", flush=True)
+    return 0
+
+
+def cmd_levels(args: argparse.Namespace) -> int:
+    from .backbones import load_backbone
+    from .data import load_dataset
+    from .difficulty import sibling_difficulty
+
+    train = load_dataset(args.world, "train")
+    rows = sibling_difficulty(load_backbone(args.model), train)
+    print(f"{'concept':<12} {'sibling conf.':>13} {'text sim.':>9} {'train acc':>9}  siblings")
+    for r in rows:
+        print(f"{r['concept']:<12} {r['sibling_confusion']:>13.3f} {r['text_similarity']:>9.3f} {r['train_acc']:>9.1f}  {', '.join(r['siblings']) or '-'}")
+    levels = train.hierarchy.levels
+    print("levels in the world file: " + "; ".join(f"{k}: {', '.join(v)}" for k, v in levels.items()))
+    return 0
+
+
+def _add_session_args(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("--model", default="mini-clip", help="backbone spec: mini-clip, mini-clip:PATH, open_clip:ARCH[:TAG_OR_PATH]")
+    sp.add_argument("--world", default="fashion", help="world whose concepts are forgotten (fashion, digits)")
+    sp.add_argument("--level", default="difficult", help="named request used when --forget is not given (easy, medium, difficult)")
+    sp.add_argument("--max-per-concept", type=int, default=150, help="forget-set images per forgotten fine concept (study: 150)")
+    sp.add_argument("--lr", type=float, default=None, help="override the method's tuned learning rate")
+    sp.add_argument("--epochs", type=int, default=None, help="override the method's tuned epochs")
+    sp.add_argument("--seed", type=int, default=0)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -127,7 +249,35 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--seed", type=int, default=defaults.seed)
     sp.add_argument("--limit", type=int, default=None, help="images per world (quick runs)")
 
-    add("demo", cmd_demo, "the main job on the embedded default")
+    sp = add("unlearn", cmd_unlearn, "forget concepts with one method and report what was forgotten and kept")
+    sp.add_argument("--method", default="nhl-kl", help="registered method name")
+    sp.add_argument("--forget", action="append", help="concept or alias to forget (repeatable); default: the --level request")
+    sp.add_argument("--goal", default="fine", choices=["fine", "coarse", "hybrid"])
+    sp.add_argument("--out", required=True, help="folder for model.safetensors and results.json")
+    sp.add_argument("--set", action="append", metavar="KEY=VALUE", help="method hyperparameter, e.g. --set margin=3")
+    _add_session_args(sp)
+
+    sp = add("bench", cmd_bench, "run every registered method on one level's request and tabulate")
+    sp.add_argument("--out", required=True, help="folder for table.md and results.json")
+    sp.add_argument("--methods", nargs="+", help="subset of methods (default: all registered)")
+    _add_session_args(sp)
+
+    from .tune import DEFAULT_LRS, THRESHOLD
+
+    sp = add("tune", cmd_tune, "choose each method's learning rate on forget-set data only")
+    sp.add_argument("--methods", nargs="+", help="default: all registered")
+    sp.add_argument("--lrs", nargs="+", type=float, default=list(DEFAULT_LRS))
+    sp.add_argument("--threshold", type=float, default=THRESHOLD, help="forget-train fine accuracy (%%) that counts as forgotten")
+    sp.add_argument("--forget", action="append")
+    sp.add_argument("--goal", default="fine", choices=["fine", "coarse", "hybrid"])
+    _add_session_args(sp)
+
+    sp = add("levels", cmd_levels, "rank fine concepts by how hard they are to forget apart from their siblings (train data only)")
+    sp.add_argument("--model", default="mini-clip")
+    sp.add_argument("--world", default="fashion")
+
+    sp = add("demo", cmd_demo, "the main job: zero-shot table, then forget the default request with nhl-kl")
+    _add_session_args(sp)
     return p
 
 
@@ -138,10 +288,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .concepts import HierarchyError
     from .data import DatasetError
     from .registry import RegistryError
+    from .request import RequestError
 
     try:
         return args.fn(args)
-    except (BackboneError, HierarchyError, DatasetError, RegistryError) as e:
+    except (BackboneError, HierarchyError, DatasetError, RegistryError, RequestError, ValueError) as e:
         print(f"ktmu: error: {e}", file=sys.stderr)
         return 2
 

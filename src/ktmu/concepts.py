@@ -40,6 +40,7 @@ class Hierarchy:
     coarse: tuple[Concept, ...]
     fine: tuple[Concept, ...]
     domain: str = ""
+    levels: dict[str, tuple[str, ...]] = field(default_factory=dict, compare=False)  # named requests, e.g. difficulty levels
     _lookup: dict[str, Concept] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -81,6 +82,7 @@ class Hierarchy:
             domain=str(data.get("domain", "")),
             coarse=concepts(data.get("coarse", []), "coarse"),
             fine=concepts(data["fine"], "fine"),
+            levels={str(k): tuple(str(n) for n in v) for k, v in (data.get("levels") or {}).items()},
         )
 
     @classmethod
@@ -107,6 +109,9 @@ class Hierarchy:
                 raise HierarchyError(f"duplicate concept name {c.name!r} in hierarchy {self.name!r}.")
             owner[key] = c.name
             lookup[key] = c
+        for c in self.coarse:
+            if c.parent is not None or c.level != "coarse":
+                raise HierarchyError(f"coarse concept {c.name!r} has a parent or a fine level; only fine concepts have parents.")
         coarse_names = {c.name.lower() for c in self.coarse}
         for c in self.fine:
             if c.parent is None:
@@ -128,6 +133,10 @@ class Hierarchy:
             if c.name.lower() not in used:
                 raise HierarchyError(f"coarse concept {c.name!r} has no fine concept under it.")
         object.__setattr__(self, "_lookup", lookup)
+        for level, names in self.levels.items():
+            for n in names:
+                if n.lower() not in lookup:
+                    raise HierarchyError(f"level {level!r} names unknown concept {n!r}.")
 
     # ---- queries ------------------------------------------------------------------------------
     @property

@@ -32,3 +32,26 @@ def build_open_clip(arch: str, pretrained: str | None = None, device: str = "cpu
     if ktmu_ckpt:
         backbone.load_weights(pretrained)  # type: ignore[arg-type]
     return backbone
+
+
+def build_tiny_clip(device: str = "cpu", seed: int = 0) -> Backbone:
+    """A random-init, few-thousand-weight open_clip CLIP for tests and dry runs of the whole pipeline.
+
+    Same code path as any open_clip model (ViT image tower, causal text transformer, open_clip's
+    bundled BPE tokenizer), sized so one forward pass over 10,000 28x28 images takes about a second.
+    """
+    import open_clip
+    import torch
+    from torchvision import transforms
+
+    torch.manual_seed(seed)
+    model = open_clip.CLIP(
+        embed_dim=16,
+        vision_cfg=open_clip.CLIPVisionCfg(layers=1, width=32, head_width=16, patch_size=7, image_size=28),
+        text_cfg=open_clip.CLIPTextCfg(context_length=16, vocab_size=49408, width=32, heads=2, layers=1),
+    )
+    tokenizer = open_clip.tokenizer.SimpleTokenizer(context_length=16)
+    preprocess = transforms.Compose([transforms.Grayscale(3), transforms.Resize((28, 28)), transforms.ToTensor()])
+    # The token embedding table (49408 x 32) is frozen: it is most of the weights and the tests
+    # check that frozen parameters receive no update.
+    return Backbone("tiny-clip", model.to(device).eval(), tokenizer, preprocess, frozen_prefixes=("token_embedding.",))

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..concepts import Hierarchy
+from ..concepts import Hierarchy, HierarchyError
 from .base import DatasetError, FileDataset, check_split
 from .infer import hierarchy_from_pairs
 
@@ -36,8 +36,11 @@ def load_imagefolder(split: str, root: str | Path, hierarchy: str | Path | Hiera
     parents = world.fine_to_coarse()
     fine = []
     for coarse, f, img in items:
-        concept = world.find(f)
-        if concept.level != "fine" or world.coarse_names[parents[world.index(concept)]].lower() != world.find(coarse).name.lower():
+        try:
+            concept, parent = world.find(f), world.find(coarse)
+        except HierarchyError as e:
+            raise DatasetError(f"{img}: folder {coarse}/{f} is not in world {world.name!r}: {e}") from e
+        if concept.level != "fine" or world.coarse_names[parents[world.index(concept)]].lower() != parent.name.lower():
             raise DatasetError(f"{img}: folder {coarse}/{f} does not match world {world.name!r} (fine {f!r} under {coarse!r}).")
         fine.append(world.index(concept))
     return FileDataset(world, split, [p for _, _, p in items], fine)

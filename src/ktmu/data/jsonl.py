@@ -32,15 +32,20 @@ def _read_records(path: Path) -> list[dict]:
     return records
 
 
-def _resolve(label: object, names: list[str], hierarchy: Hierarchy, where: str) -> int:
-    if isinstance(label, int):
+def _resolve(label: object, level: str, world: Hierarchy, where: str) -> int:
+    """Index of ``label`` (a name, alias or integer index) at ``level``; a name of the other level is an error."""
+    names = world.fine_names if level == "fine" else world.coarse_names
+    if isinstance(label, int) and not isinstance(label, bool):
         if not 0 <= label < len(names):
-            raise DatasetError(f"{where}: label index {label} is out of range 0..{len(names) - 1}.")
+            raise DatasetError(f"{where}: {level} label index {label} is out of range 0..{len(names) - 1}.")
         return label
     try:
-        return hierarchy.index(str(label))
+        concept = world.find(str(label))
     except HierarchyError as e:
         raise DatasetError(f"{where}: {e}") from e
+    if concept.level != level:
+        raise DatasetError(f"{where}: {level}_label {label!r} is a {concept.level} concept of world {world.name!r}.")
+    return world.index(concept)
 
 
 def load_jsonl(split: str, root: str | Path, hierarchy: str | Path | Hierarchy | None = None) -> FileDataset:
@@ -56,13 +61,15 @@ def load_jsonl(split: str, root: str | Path, hierarchy: str | Path | Hierarchy |
         world = hierarchy_from_pairs(pairs, name=root.stem if root.suffix == ".jsonl" else root.name)
     else:
         world = hierarchy if isinstance(hierarchy, Hierarchy) else Hierarchy.load(hierarchy)
+    # An inferred world names concepts by the labels as written, so labels are looked up as names.
+    as_name = hierarchy is None
     paths, fine = [], []
     parents = world.fine_to_coarse()
     for n, rec in enumerate(records, 1):
         where = f"{path}:{n}"
-        f = _resolve(rec["fine_label"], world.fine_names, world, where)
-        c = _resolve(rec["coarse_label"], world.coarse_names, world, where)
-        if world.fine[f].level != "fine" or parents[f] != c:
+        f = _resolve(str(rec["fine_label"]) if as_name else rec["fine_label"], "fine", world, where)
+        c = _resolve(str(rec["coarse_label"]) if as_name else rec["coarse_label"], "coarse", world, where)
+        if parents[f] != c:
             raise DatasetError(
                 f"{where}: fine label {rec['fine_label']!r} is not under coarse label {rec['coarse_label']!r} in world {world.name!r}."
             )

@@ -1,0 +1,59 @@
+"""What every unlearning method sees: logits of one forget-set batch, never the model or the trainer."""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import ClassVar, Iterator
+
+import torch
+
+
+@dataclass
+class Batch:
+    """Zero-shot logits of a forget-set batch at both levels, plus the frozen original's where needed.
+
+    Every sample forgets its fine label. ``forget_coarse`` marks samples whose coarse label is
+    forgotten too (coarse and hybrid goals); elsewhere the coarse label is knowledge to keep.
+    """
+
+    fine_logits: torch.Tensor  # (B, F) scaled cosine similarities to fine class captions
+    coarse_logits: torch.Tensor  # (B, C)
+    fine_target: torch.Tensor  # (B,) fine index of each image
+    coarse_target: torch.Tensor  # (B,)
+    forget_coarse: torch.Tensor  # (B,) bool
+    ref_fine_logits: torch.Tensor | None = None  # the original model's logits, same shapes
+    ref_coarse_logits: torch.Tensor | None = None
+    generator: torch.Generator | None = None  # for methods that draw random labels
+
+    @classmethod
+    def fine_only(cls, fine_logits: torch.Tensor, fine_target: torch.Tensor, coarse_logits: torch.Tensor, coarse_target: torch.Tensor, **kw) -> "Batch":
+        """A fine-goal batch: no coarse label is forgotten."""
+        return cls(fine_logits, coarse_logits, fine_target, coarse_target, torch.zeros_like(fine_target, dtype=torch.bool), **kw)
+
+
+@dataclass
+class UnlearningMethod:
+    """Base of all methods. Subclasses are dataclasses whose fields are their hyperparameters.
+
+    ``lr`` and ``epochs`` are each method's tuned training defaults; the trainer uses them unless
+    told otherwise. A method may also define ``saliency_fraction`` (trainer restricts updates to a
+    gradient-saliency mask) or ``finalize`` (trainer maps trained weights to final weights).
+    """
+
+    name: ClassVar[str] = ""
+    needs_reference: ClassVar[bool] = False  # the trainer builds the frozen original only when True
+    lr: float = 1e-4
+    epochs: int = 10
+
+    def loss(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """Named loss terms; ``"loss"`` is the total that is minimised."""
+        raise NotImplementedError
+
+    def hyperparameters(self) -> dict[str, float | int | str]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+def forget_levels(b: Batch) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]]:
+    """(logits, target, sample mask, reference logits) for each level a sample forgets."""
+    yield b.fine_logits, b.fine_target, torch.ones_like(b.forget_coarse), b.ref_fine_logits
+    if bool(b.forget_coarse.any()):
+        yield b.coarse_logits, b.coarse_target, b.forget_coarse, b.ref_coarse_logits

@@ -1,0 +1,24 @@
+"""NHL+KL, the study's method: a negative hinge loss pushing the target logit below the best other by a margin, plus KL to the original on non-target logits (Tan & Gong, 2025)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .base import Batch, UnlearningMethod
+from .terms import hinge_below_best_other, kl_on_retained, over_forget_levels
+
+
+@dataclass
+class NHLKL(UnlearningMethod):
+    name = "nhl-kl"
+    needs_reference = True
+    margin: float = 2.0  # the study's hinge margin (in logit units)
+    kl_weight: float = 20.0  # the study's KL weight
+    lr: float = 1e-4  # tuned, see README
+    epochs: int = 10
+
+    def loss(self, batch: Batch) -> dict[str, torch.Tensor]:
+        hinge = over_forget_levels(batch, lambda z, y, _: hinge_below_best_other(z, y, self.margin))
+        kl = kl_on_retained(batch)
+        return {"loss": hinge + self.kl_weight * kl, "hinge": hinge, "kl": kl}

@@ -1,0 +1,24 @@
+"""NPO+KL: negative preference optimisation against the frozen original, plus KL on non-target logits (Zhang et al., 2024; Tan & Gong, 2025)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .base import Batch, UnlearningMethod
+from .terms import kl_on_retained, npo, over_forget_levels
+
+
+@dataclass
+class NPOKL(UnlearningMethod):
+    name = "npo-kl"
+    needs_reference = True
+    beta: float = 0.5  # the study's range is 0.4-0.5
+    kl_weight: float = 20.0  # the study's KL weight
+    lr: float = 1e-4  # tuned, see README
+    epochs: int = 10
+
+    def loss(self, batch: Batch) -> dict[str, torch.Tensor]:
+        pref = over_forget_levels(batch, lambda z, y, ref: npo(z, ref, y, self.beta))
+        kl = kl_on_retained(batch)
+        return {"loss": pref + self.kl_weight * kl, "npo": pref, "kl": kl}

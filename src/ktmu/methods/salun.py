@@ -1,0 +1,36 @@
+"""SalUn: relabeling restricted to the weights most salient for the forget set (Fan et al., ICLR 2024)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .base import Batch, UnlearningMethod
+from .relabel import relabel_loss
+from .terms import cross_entropy, over_forget_levels
+
+
+def saliency_mask(grads: dict[str, torch.Tensor], fraction: float) -> dict[str, torch.Tensor]:
+    """Keep the top ``fraction`` of all weights by |gradient| (one threshold over the whole model)."""
+    if not 0 < fraction <= 1:
+        raise ValueError(f"saliency fraction must be in (0, 1], got {fraction}.")
+    flat = torch.cat([g.abs().flatten() for g in grads.values()])
+    k = max(1, int(round(fraction * flat.numel())))
+    threshold = flat.topk(k).values.min()
+    return {n: g.abs() >= threshold for n, g in grads.items()}
+
+
+@dataclass
+class SalUn(UnlearningMethod):
+    name = "salun"
+    saliency_fraction: float = 0.1  # the study's mask fraction (top 10 % of weights)
+    lr: float = 1e-4  # tuned, see README
+    epochs: int = 5
+
+    def saliency_loss(self, batch: Batch) -> torch.Tensor:
+        """The forgetting loss whose gradient defines saliency: CE of the forgotten labels."""
+        return over_forget_levels(batch, lambda z, y, _: cross_entropy(z, y))
+
+    def loss(self, batch: Batch) -> dict[str, torch.Tensor]:
+        loss = relabel_loss(batch)
+        return {"loss": loss, "relabel": loss}
