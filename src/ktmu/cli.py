@@ -118,9 +118,13 @@ def cmd_unlearn(args: argparse.Namespace) -> int:
     from .pipeline import run_method, save_unlearned
     from .report import text_table
 
+    from .methods import build_method
+
     t0 = time.time()
+    hyper = _hyper(args.set)
+    build_method(args.method, **hyper)  # fail on a bad name or hyperparameter before loading anything
     session = _session(args, args.forget, args.goal)
-    record = run_method(session, args.method, _train_cfg(args), progress=not args.quiet, **_hyper(args.set))
+    record = run_method(session, args.method, _train_cfg(args), progress=not args.quiet, **hyper)
     out = Path(args.out)
     weights = save_unlearned(session, out, record)
     record["weights"] = str(weights)
@@ -137,8 +141,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from .report import markdown_table, text_table
 
     t0 = time.time()
-    session = _session(args)
     methods = args.methods or METHODS.names()
+    for name in methods:
+        METHODS.get(name)  # fail on a bad name before loading anything
+    session = _session(args)
     records = []
     from tqdm.auto import tqdm
 

@@ -113,7 +113,7 @@ def run_method(session: Session, method: str, train_cfg: TrainConfig | None = No
             "method": m.hyperparameters(),
             "train": {**asdict(cfg), "lr": log.lr, "epochs": len(log.epochs)},
             "selected_epoch": log.selected_epoch,
-            "selection_rule": "lowest forget-train fine accuracy, earliest on ties",
+            "selection_rule": "lowest forget-train accuracy at the forgotten level (fine goal: fine), earliest on ties",
             "epochs": log.epochs,
             "train_seconds": round(train_seconds, 2),
         },

@@ -1,7 +1,8 @@
 """Learning-rate selection on forget-set data only (test data is never loaded).
 
 Rule: among the candidate learning rates, keep the smallest whose selected epoch brings the
-forget-train fine accuracy to at most ``threshold`` percent: the least change that forgets. If
+forget-train accuracy at the forgotten level (the selection score; fine accuracy for a fine goal)
+to at most ``threshold`` percent: the least change that forgets. If
 none reaches it, keep the one with the lowest forget-train fine accuracy (then the smallest).
 The forget-train coarse accuracy is reported alongside as a forget-data-only view of what is kept.
 """
@@ -22,7 +23,7 @@ THRESHOLD = 5.0  # percent forget-train fine accuracy that counts as forgotten (
 class TuneRow:
     lr: float
     epoch: int
-    forget_fine: float
+    forget_fine: float  # the selection score: fine accuracy for a fine goal
     forget_coarse: float
 
 
@@ -35,7 +36,7 @@ def tune_lr(session: Session, method: str, lrs: Sequence[float] = DEFAULT_LRS, e
         log = unlearn(session.backbone, build_method(method), session.forget, session.world,
                       TrainConfig(lr=lr, epochs=epochs, seed=session.seed), progress=progress)
         best = log.epochs[log.selected_epoch - 1]
-        rows.append(TuneRow(lr, log.selected_epoch, best["forget_train_fine_acc"], best["forget_train_coarse_acc"]))
+        rows.append(TuneRow(lr, log.selected_epoch, best["selection_score"], best["forget_train_coarse_acc"]))
     session.backbone.restore(session.original_state)
     reached = [r for r in rows if r.forget_fine <= threshold]
     chosen = reached[0] if reached else min(rows, key=lambda r: (r.forget_fine, r.lr))

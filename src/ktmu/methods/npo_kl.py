@@ -15,8 +15,8 @@ class NPOKL(UnlearningMethod):
     needs_reference = True
     beta: float = 0.5  # the study's range is 0.4-0.5
     kl_weight: float = 20.0  # the study's KL weight
-    lr: float = 1e-4  # tuned, see README
-    epochs: int = 10
+    lr: float = 3e-4  # `ktmu tune` on the difficult request: smallest rate reaching <= 5 % forget-train fine acc
+    epochs: int = 10  # fixed before tuning: 10 for methods held back by a KL or entropy term
 
     def loss(self, batch: Batch) -> dict[str, torch.Tensor]:
         pref = over_forget_levels(batch, lambda z, y, ref: npo(z, ref, y, self.beta))
