@@ -5,6 +5,7 @@ import torch
 import ktmu.train as train_mod
 from ktmu.evaluate import preprocess_images
 from ktmu.methods import METHODS, Batch, build_method
+from ktmu.pipeline import class_mask
 from ktmu.request import UnlearningRequest, forget_set_indices
 from ktmu.train import ForgetSet, TrainConfig, unlearn
 
@@ -16,6 +17,7 @@ def _forget_set(backbone, world, train, names=("shirt",), goal="fine"):
     return ForgetSet(
         preprocess_images(train, backbone.preprocess, idx), torch.as_tensor(train.fine_labels[idx]), coarse,
         torch.isin(coarse, torch.as_tensor(req.forget_coarse)),
+        class_mask(req.forget_fine, len(world.fine)), class_mask(req.forget_coarse, len(world.coarse)),
     )
 
 
@@ -132,3 +134,11 @@ def test_selection_keeps_lowest_forget_accuracy_epoch(tiny_backbone, toy_world, 
     accs = [r["forget_train_fine_acc"] for r in log.epochs]
     assert log.selected_epoch == accs.index(min(accs)) + 1
     assert train_mod.forget_accuracy(tiny_backbone, forget, toy_world) == pytest.approx(min(accs))
+
+
+@pytest.mark.parametrize("name", ["nhl-kl", "npo-kl", "relabel"])
+def test_multi_concept_request_runs_every_method_on_the_tiny_model(name, tiny_backbone, toy_world, toy_train):
+    forget = _forget_set(tiny_backbone, toy_world, toy_train, names=("shirt", "footwear"), goal="hybrid")
+    assert forget.fine_classes.tolist() == [True, False, True, True] and forget.coarse_classes.tolist() == [False, True]
+    log = unlearn(tiny_backbone, build_method(name), forget, toy_world, TrainConfig(lr=1e-2, epochs=1, batch_size=8), progress=False)
+    assert torch.isfinite(torch.tensor(log.epochs[0]["loss"]))

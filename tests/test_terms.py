@@ -47,6 +47,32 @@ def test_npo_by_hand():
     assert npo(z, z, torch.tensor([1]), beta=0.4).item() == pytest.approx(5 * math.log(2), rel=1e-5)
 
 
+def test_hinge_with_a_forgotten_set_uses_best_forgotten_and_best_kept():
+    # classes 0 and 1 forgotten: best forgotten 2.5 (class 1), best kept 1.0 (class 2) -> 2.5 - 1 + 2 = 3.5
+    logits = t([0.0, 2.5, 1.0])
+    forgotten = torch.tensor([[True, True, False]])
+    assert hinge_below_best_other(logits, torch.tensor([0]), 2.0, forgotten).item() == pytest.approx(3.5)
+    # with the one-hot mask of the target it is the plain hinge: 0 - 2.5 + 2 -> 0
+    assert hinge_below_best_other(logits, torch.tensor([0]), 2.0).item() == 0.0
+
+
+def test_npo_over_a_forgotten_set_uses_their_total_probability():
+    # p(forgotten) = (1 + 1) / 3 = 2/3 under uniform logits; reference (ln2, ln2, 0): p_ref = 4/5
+    logits, ref = t([0.0, 0.0, 0.0]), t([math.log(2.0), math.log(2.0), 0.0])
+    forgotten = torch.tensor([[True, True, False]])
+    expected = 4 * math.log(1 + ((2 / 3) / (4 / 5)) ** 0.5)
+    assert npo(logits, ref, torch.tensor([0]), 0.5, forgotten).item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_random_labels_avoid_every_forgotten_class():
+    target = torch.zeros(500, dtype=torch.long)
+    forgotten = torch.tensor([[True, False, True, False]]).expand(500, 4)
+    r = random_other_labels(target, 4, torch.Generator().manual_seed(1), forgotten)
+    assert set(r.tolist()) == {1, 3}
+    # a row with every class forgotten (only possible outside the level's samples) keeps its label
+    assert random_other_labels(torch.tensor([1]), 2, None, torch.ones(1, 2, dtype=torch.bool)).tolist() == [1]
+
+
 def test_npo_falls_as_target_probability_falls():
     ref = t([2.0, 0.0, 0.0])
     values = [npo(t([z, 0.0, 0.0]), ref, torch.tensor([0]), 0.5).item() for z in (2.0, 0.0, -2.0, -6.0)]

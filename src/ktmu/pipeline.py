@@ -39,6 +39,12 @@ class Session:
     seed: int
 
 
+def class_mask(indices: Sequence[int], n: int) -> torch.Tensor:
+    mask = torch.zeros(n, dtype=torch.bool)
+    mask[list(indices)] = True
+    return mask
+
+
 def level_request(world: Hierarchy, level: str) -> list[str]:
     """The concepts of a named request (e.g. a difficulty level) defined in the world file."""
     if level not in world.levels:
@@ -75,6 +81,8 @@ def open_session(
         fine=torch.as_tensor(train.fine_labels[idx]),
         coarse=coarse,
         forget_coarse=torch.isin(coarse, forget_coarse),
+        fine_classes=class_mask(request.forget_fine, len(train.hierarchy.fine)),
+        coarse_classes=class_mask(request.forget_coarse, len(train.hierarchy.coarse)),
     )
     evaluator, original_scores = None, None
     if evaluate:

@@ -50,7 +50,14 @@ class ForgetSet:
     images: torch.Tensor
     fine: torch.Tensor
     coarse: torch.Tensor
-    forget_coarse: torch.Tensor
+    forget_coarse: torch.Tensor  # (N,) whether each image's coarse label is forgotten
+    fine_classes: torch.Tensor | None = None  # (F,) bool: every fine class the request forgets
+    coarse_classes: torch.Tensor | None = None  # (C,) bool: every coarse class the request forgets
+
+    def batch(self, idx, fine_logits: torch.Tensor, coarse_logits: torch.Tensor, **kw) -> Batch:
+        """The method's view of images ``idx`` given their logits."""
+        return Batch(fine_logits, coarse_logits, self.fine[idx], self.coarse[idx], self.forget_coarse[idx],
+                     fine_forgotten=self.fine_classes, coarse_forgotten=self.coarse_classes, **kw)
 
     def __len__(self) -> int:
         return len(self.images)
@@ -127,7 +134,7 @@ def _saliency(backbone: Backbone, method: UnlearningMethod, forget: ForgetSet, w
         sl = slice(i, i + batch_size)
         img = backbone.encode_image(forget.images[sl])
         scale = backbone.logit_scale()
-        batch = Batch(scale * img @ fine_text.T, scale * img @ coarse_text.T, forget.fine[sl], forget.coarse[sl], forget.forget_coarse[sl])
+        batch = forget.batch(sl, scale * img @ fine_text.T, scale * img @ coarse_text.T)
         g = torch.autograd.grad(method.saliency_loss(batch), list(params.values()), allow_unused=True)  # type: ignore[attr-defined]
         for (n, _), gi in zip(params.items(), g):
             if gi is not None:
@@ -179,10 +186,7 @@ def unlearn(
             coarse_text = backbone.encode_text(tokens[t][1])
             img = backbone.encode_image(forget.images[b])
             scale = backbone.logit_scale()
-            batch = Batch(
-                scale * img @ fine_text.T, scale * img @ coarse_text.T, forget.fine[b], forget.coarse[b], forget.forget_coarse[b],
-                generator=gen,
-            )
+            batch = forget.batch(b, scale * img @ fine_text.T, scale * img @ coarse_text.T, generator=gen)
             if ref is not None:
                 batch.ref_fine_logits = ref.scale * ref.image[b] @ ref.fine_text[t].T
                 batch.ref_coarse_logits = ref.scale * ref.image[b] @ ref.coarse_text[t].T

@@ -23,6 +23,11 @@ class Batch:
     ref_fine_logits: torch.Tensor | None = None  # the original model's logits, same shapes
     ref_coarse_logits: torch.Tensor | None = None
     generator: torch.Generator | None = None  # for methods that draw random labels
+    # Class masks of everything the request forgets at each level, (F,) and (C,). A forgotten
+    # image must not land on *any* forgotten class (a shirt must not become a forgotten coat);
+    # None means only each sample's own target is forgotten.
+    fine_forgotten: torch.Tensor | None = None
+    coarse_forgotten: torch.Tensor | None = None
 
     @classmethod
     def fine_only(cls, fine_logits: torch.Tensor, fine_target: torch.Tensor, coarse_logits: torch.Tensor, coarse_target: torch.Tensor, **kw) -> "Batch":
@@ -52,8 +57,27 @@ class UnlearningMethod:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
-def forget_levels(b: Batch) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]]:
-    """(logits, target, sample mask, reference logits) for each level a sample forgets."""
-    yield b.fine_logits, b.fine_target, torch.ones_like(b.forget_coarse), b.ref_fine_logits
+def forgotten_mask(logits: torch.Tensor, target: torch.Tensor, classes: torch.Tensor | None) -> torch.Tensor:
+    """(B, K) mask of the classes each sample must not be assigned: its target plus the request's forgotten classes."""
+    mask = torch.nn.functional.one_hot(target, logits.shape[-1]).bool()
+    return mask if classes is None else mask | classes.to(mask.device)[None, :]
+
+
+@dataclass
+class Level:
+    """One forgotten level of a batch."""
+
+    logits: torch.Tensor
+    target: torch.Tensor
+    samples: torch.Tensor  # (B,) which samples forget this level
+    ref_logits: torch.Tensor | None
+    forgotten: torch.Tensor  # (B, K) classes that must not be predicted
+
+
+def forget_levels(b: Batch) -> Iterator[Level]:
+    """The fine level (every sample) and, where some sample forgets it, the coarse level."""
+    yield Level(b.fine_logits, b.fine_target, torch.ones_like(b.forget_coarse), b.ref_fine_logits,
+                forgotten_mask(b.fine_logits, b.fine_target, b.fine_forgotten))
     if bool(b.forget_coarse.any()):
-        yield b.coarse_logits, b.coarse_target, b.forget_coarse, b.ref_coarse_logits
+        yield Level(b.coarse_logits, b.coarse_target, b.forget_coarse, b.ref_coarse_logits,
+                    forgotten_mask(b.coarse_logits, b.coarse_target, b.coarse_forgotten))

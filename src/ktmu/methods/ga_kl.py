@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import torch
 
 from .base import Batch, UnlearningMethod
-from .terms import cross_entropy, kl_on_retained, over_forget_levels
+from .terms import forgotten_cross_entropy, kl_on_retained
 
 
 @dataclass
@@ -18,6 +18,6 @@ class GradientAscentKL(UnlearningMethod):
     epochs: int = 5  # fixed before tuning: 5 for ascent/relabel-style methods, which forget within a few epochs
 
     def loss(self, batch: Batch) -> dict[str, torch.Tensor]:
-        ascent = -over_forget_levels(batch, lambda z, y, _: cross_entropy(z, y))
+        ascent = -forgotten_cross_entropy(batch)
         kl = kl_on_retained(batch)
         return {"loss": ascent + self.kl_weight * kl, "ascent": ascent, "kl": kl}

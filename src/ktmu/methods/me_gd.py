@@ -17,6 +17,6 @@ class MaxEntropyGD(UnlearningMethod):
     epochs: int = 10  # fixed before tuning: 10 for methods held back by a KL or entropy term
 
     def loss(self, batch: Batch) -> dict[str, torch.Tensor]:
-        entropy = over_forget_levels(batch, lambda z, y, _: kl_from_uniform(z))
+        entropy = over_forget_levels(batch, lambda lv: kl_from_uniform(lv.logits))
         keep = keep_coarse_ce(batch)
         return {"loss": entropy + self.retain_weight * keep, "max_entropy": entropy, "keep_coarse": keep}

@@ -19,6 +19,6 @@ class NHLKL(UnlearningMethod):
     epochs: int = 10  # fixed before tuning: 10 for methods held back by a KL or entropy term
 
     def loss(self, batch: Batch) -> dict[str, torch.Tensor]:
-        hinge = over_forget_levels(batch, lambda z, y, _: hinge_below_best_other(z, y, self.margin))
+        hinge = over_forget_levels(batch, lambda lv: hinge_below_best_other(lv.logits, lv.target, self.margin, lv.forgotten))
         kl = kl_on_retained(batch)
         return {"loss": hinge + self.kl_weight * kl, "hinge": hinge, "kl": kl}

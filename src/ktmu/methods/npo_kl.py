@@ -19,6 +19,6 @@ class NPOKL(UnlearningMethod):
     epochs: int = 10  # fixed before tuning: 10 for methods held back by a KL or entropy term
 
     def loss(self, batch: Batch) -> dict[str, torch.Tensor]:
-        pref = over_forget_levels(batch, lambda z, y, ref: npo(z, ref, y, self.beta))
+        pref = over_forget_levels(batch, lambda lv: npo(lv.logits, lv.ref_logits, lv.target, self.beta, lv.forgotten))
         kl = kl_on_retained(batch)
         return {"loss": pref + self.kl_weight * kl, "npo": pref, "kl": kl}

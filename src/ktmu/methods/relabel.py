@@ -10,9 +10,9 @@ from .terms import cross_entropy, over_forget_levels, random_other_labels
 
 
 def relabel_loss(batch: Batch) -> torch.Tensor:
-    """Cross-entropy to labels redrawn each step, uniformly among the other classes."""
+    """Cross-entropy to labels redrawn each step, uniformly among the classes the request keeps."""
     return over_forget_levels(
-        batch, lambda z, y, _: cross_entropy(z, random_other_labels(y, z.shape[1], batch.generator))
+        batch, lambda lv: cross_entropy(lv.logits, random_other_labels(lv.target, lv.logits.shape[1], batch.generator, lv.forgotten))
     )
 
 

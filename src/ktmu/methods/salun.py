@@ -7,7 +7,7 @@ import torch
 
 from .base import Batch, UnlearningMethod
 from .relabel import relabel_loss
-from .terms import cross_entropy, over_forget_levels
+from .terms import forgotten_cross_entropy
 
 
 def saliency_mask(grads: dict[str, torch.Tensor], fraction: float) -> dict[str, torch.Tensor]:
@@ -29,7 +29,7 @@ class SalUn(UnlearningMethod):
 
     def saliency_loss(self, batch: Batch) -> torch.Tensor:
         """The forgetting loss whose gradient defines saliency: CE of the forgotten labels."""
-        return over_forget_levels(batch, lambda z, y, _: cross_entropy(z, y))
+        return forgotten_cross_entropy(batch)
 
     def loss(self, batch: Batch) -> dict[str, torch.Tensor]:
         loss = relabel_loss(batch)

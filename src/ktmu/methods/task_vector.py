@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import torch
 
 from .base import Batch, UnlearningMethod
-from .terms import cross_entropy, over_forget_levels
+from .terms import forgotten_cross_entropy
 
 
 @dataclass
@@ -17,7 +17,7 @@ class TaskVector(UnlearningMethod):
     epochs: int = 5  # fixed before tuning: 5 for ascent/relabel-style methods, which forget within a few epochs
 
     def loss(self, batch: Batch) -> dict[str, torch.Tensor]:
-        learn = over_forget_levels(batch, lambda z, y, _: cross_entropy(z, y))
+        learn = forgotten_cross_entropy(batch)
         return {"loss": learn, "learn": learn}
 
     def finalize(self, original: dict[str, torch.Tensor], trained: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
 
-from .base import Batch, forget_levels
+from .base import Batch, Level, forget_levels, forgotten_mask
 
 # Masked logits are set to this instead of -inf: softmax gives exactly 0 there in float32 and
 # float16, while 0 * log(0) never turns into nan.
@@ -29,25 +30,29 @@ def cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits, target, reduction="none")
 
 
-def hinge_below_best_other(logits: torch.Tensor, target: torch.Tensor, margin: float) -> torch.Tensor:
+def hinge_below_best_other(logits: torch.Tensor, target: torch.Tensor, margin: float, forgotten: torch.Tensor | None = None) -> torch.Tensor:
     """max(0, z_target - max_{j != target} z_j + margin): zero once the target trails the best other class by ``margin``.
 
-    Example: logits (3, 1, 0), target 0, margin 2 -> max(0, 3 - 1 + 2) = 4.
+    Example: logits (3, 1, 0), target 0, margin 2 -> max(0, 3 - 1 + 2) = 4. With a ``forgotten``
+    mask (B, K) the best forgotten logit must trail the best kept one.
     """
-    z_t = logits.gather(1, target[:, None]).squeeze(1)
-    best_other = logits.masked_fill(target_mask(logits, target), MASKED).amax(1)
-    return F.relu(z_t - best_other + margin)
+    forgotten = target_mask(logits, target) if forgotten is None else forgotten
+    z_forgotten = logits.masked_fill(~forgotten, MASKED).amax(1)
+    best_kept = logits.masked_fill(forgotten, MASKED).amax(1)
+    return F.relu(z_forgotten - best_kept + margin)
 
 
-def npo(logits: torch.Tensor, ref_logits: torch.Tensor, target: torch.Tensor, beta: float) -> torch.Tensor:
+def npo(logits: torch.Tensor, ref_logits: torch.Tensor, target: torch.Tensor, beta: float, forgotten: torch.Tensor | None = None) -> torch.Tensor:
     """Negative preference optimisation (Zhang et al., 2024): (2/beta) * log(1 + (p/p_ref)^beta) per sample.
 
-    Equal logits give (2/beta) * log 2; the loss falls towards 0 as p drops below p_ref.
+    p is the probability of the target (or, with a ``forgotten`` mask, of all forgotten classes
+    together). Equal logits give (2/beta) * log 2; the loss falls towards 0 as p drops below p_ref.
     """
     if ref_logits is None:
         raise ValueError(NEEDS_REFERENCE)
-    logp = F.log_softmax(logits, 1).gather(1, target[:, None]).squeeze(1)
-    ref_logp = F.log_softmax(ref_logits, 1).gather(1, target[:, None]).squeeze(1)
+    forgotten = target_mask(logits, target) if forgotten is None else forgotten
+    logp = F.log_softmax(logits, 1).masked_fill(~forgotten, MASKED).logsumexp(1)
+    ref_logp = F.log_softmax(ref_logits, 1).masked_fill(~forgotten, MASKED).logsumexp(1)
     return (2.0 / beta) * F.softplus(beta * (logp - ref_logp))
 
 
@@ -64,22 +69,30 @@ def kl_from_uniform(logits: torch.Tensor) -> torch.Tensor:
     return (log_p.exp() * log_p).sum(1) + math.log(logits.shape[1])
 
 
-def random_other_labels(target: torch.Tensor, num_classes: int, generator: torch.Generator | None = None) -> torch.Tensor:
-    """A label drawn uniformly from the classes other than ``target``, per sample."""
-    r = torch.randint(0, num_classes - 1, target.shape, generator=generator, device="cpu").to(target.device)
-    return r + (r >= target).long()
+def random_other_labels(target: torch.Tensor, num_classes: int, generator: torch.Generator | None = None, forgotten: torch.Tensor | None = None) -> torch.Tensor:
+    """A label drawn uniformly from the classes other than ``target`` (and other than any ``forgotten`` class), per sample.
+
+    A row with no class left keeps its own label. Requests that forget every class of a level are
+    refused, so such rows only occur for samples that do not forget that level (and are masked out).
+    """
+    if forgotten is None:
+        forgotten = F.one_hot(target, num_classes).bool()
+    weights = (~forgotten).float().cpu()
+    stuck = weights.sum(1) == 0
+    weights[stuck] = F.one_hot(target[stuck].cpu(), num_classes).float()
+    return torch.multinomial(weights, 1, generator=generator).squeeze(1).to(target.device)
 
 
 def kl_on_retained(b: Batch) -> torch.Tensor:
     """Mean KL to the original on everything a sample does not forget.
 
-    Fine: all fine logits but the target's. Coarse: all coarse logits when the coarse label is
-    kept, all but the target's when it is forgotten.
+    Fine: all fine logits but the forgotten ones (the target's and the request's). Coarse: all
+    coarse logits when the coarse label is kept, all but the forgotten ones when it is not.
     """
     if b.ref_fine_logits is None or b.ref_coarse_logits is None:
         raise ValueError(NEEDS_REFERENCE)
-    fine = kl_non_target(b.fine_logits, b.ref_fine_logits, target_mask(b.fine_logits, b.fine_target))
-    coarse_exclude = target_mask(b.coarse_logits, b.coarse_target) & b.forget_coarse[:, None]
+    fine = kl_non_target(b.fine_logits, b.ref_fine_logits, forgotten_mask(b.fine_logits, b.fine_target, b.fine_forgotten))
+    coarse_exclude = forgotten_mask(b.coarse_logits, b.coarse_target, b.coarse_forgotten) & b.forget_coarse[:, None]
     coarse = kl_non_target(b.coarse_logits, b.ref_coarse_logits, coarse_exclude)
     return (fine + coarse).mean()
 
@@ -89,9 +102,14 @@ def keep_coarse_ce(b: Batch) -> torch.Tensor:
     return masked_mean(cross_entropy(b.coarse_logits, b.coarse_target), ~b.forget_coarse)
 
 
-def over_forget_levels(b: Batch, term) -> torch.Tensor:
-    """Sum over forgotten levels of the masked mean of ``term(logits, target, ref_logits)``."""
+def over_forget_levels(b: Batch, term: Callable[[Level], torch.Tensor]) -> torch.Tensor:
+    """Sum over forgotten levels of the mean, over the samples forgetting that level, of ``term(level)``."""
     total = b.fine_logits.new_zeros(())
-    for logits, target, mask, ref in forget_levels(b):
-        total = total + masked_mean(term(logits, target, ref), mask)
+    for level in forget_levels(b):
+        total = total + masked_mean(term(level), level.samples)
     return total
+
+
+def forgotten_cross_entropy(b: Batch) -> torch.Tensor:
+    """Cross-entropy of each forgotten label, summed over levels (ascended by GA-style methods, descended by task vectors)."""
+    return over_forget_levels(b, lambda lv: cross_entropy(lv.logits, lv.target))
