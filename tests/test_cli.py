@@ -62,3 +62,37 @@ def test_bad_requests_exit_with_a_message(tmp_path, capsys, args, message):
     rc = main(["unlearn", "--model", "tiny-clip", "--out", str(tmp_path), "--quiet", *args])
     assert rc == 2
     assert message in capsys.readouterr().err
+
+
+def test_unlearn_on_a_users_jsonl_world(tmp_path, capsys):
+    """The study's jsonl format works unchanged: hierarchy with aliases from a file, forget by alias."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    world = tmp_path / "world.yaml"
+    world.write_text(
+        "name: dogs\ncoarse: [terrier, retriever]\nfine:\n"
+        "  - {name: border terrier, parent: terrier, aliases: [border]}\n"
+        "  - {name: cairn terrier, parent: terrier}\n"
+        "  - {name: golden retriever, parent: retriever, aliases: [golden]}\n"
+        "  - {name: labrador retriever, parent: retriever}\n"
+    )
+    names = [("terrier", "border terrier"), ("terrier", "cairn terrier"), ("retriever", "golden retriever"), ("retriever", "labrador retriever")]
+    for split, n in (("train", 6), ("test", 3)):
+        lines = []
+        for k, (coarse, fine) in enumerate(names):
+            for i in range(n):
+                path = tmp_path / "img" / f"{split}_{k}_{i}.png"
+                path.parent.mkdir(exist_ok=True)
+                Image.fromarray((rng.random((32, 32, 3)) * 255).astype("uint8")).save(path)
+                lines.append(json.dumps({"img_path": f"img/{path.name}", "coarse_label": coarse, "fine_label": fine}))
+        (tmp_path / f"{split}.jsonl").write_text("\n".join(lines) + "\n")
+    out = tmp_path / "run"
+    rc = main(["unlearn", "--model", "tiny-clip", "--world", "jsonl", "--data-root", str(tmp_path), "--hierarchy", str(world),
+               "--forget", "golden", "--method", "ga", "--epochs", "1", "--out", str(out), "--quiet"])
+    assert rc == 0
+    res = json.loads((out / "results.json").read_text())
+    assert res["request"]["world"] == "dogs" and res["request"]["concepts"] == ["golden retriever"]
+    assert res["request"]["forget_set_size"] == 6
+    assert set(res["unlearned"]["zero_shot_domains"]) == {"fashion", "digits"}

@@ -111,7 +111,12 @@ def _session(args: argparse.Namespace, forget=None, goal: str = "fine"):
     from .pipeline import open_session
 
     return open_session(forget=forget, goal=goal, world=args.world, model=args.model, level=args.level,
-                        max_per_concept=args.max_per_concept, seed=args.seed, progress=not args.quiet)
+                        max_per_concept=args.max_per_concept, seed=args.seed, progress=not args.quiet,
+                        data_options=_data_options(args))
+
+
+def _data_options(args: argparse.Namespace) -> dict:
+    return {k: v for k, v in (("root", args.data_root), ("hierarchy", args.hierarchy)) if v}
 
 
 def cmd_unlearn(args: argparse.Namespace) -> int:
@@ -192,7 +197,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
     from .tune import tune_lr
 
     session = open_session(forget=args.forget, goal=args.goal, world=args.world, model=args.model, level=args.level,
-                           max_per_concept=args.max_per_concept, seed=args.seed, progress=not args.quiet, evaluate=False)
+                           max_per_concept=args.max_per_concept, seed=args.seed, progress=not args.quiet, evaluate=False,
+                           data_options=_data_options(args))
     print(f"tuning on forget-set data only: forget {', '.join(session.request.concepts)} ({session.request.goal}), {len(session.forget)} images")
     print(f"{'method':<12} {'lr':>8} {'epoch':>5} {'forget fine %':>13} {'forget coarse %':>15}")
     for name in args.methods or METHODS.names():
@@ -220,7 +226,9 @@ def cmd_levels(args: argparse.Namespace) -> int:
 
 def _add_session_args(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--model", default="mini-clip", help="backbone spec: mini-clip, mini-clip:PATH, open_clip:ARCH[:TAG_OR_PATH]")
-    sp.add_argument("--world", default="fashion", help="world whose concepts are forgotten (fashion, digits)")
+    sp.add_argument("--world", default="fashion", help="dataset whose concepts are forgotten: fashion, digits, jsonl, imagefolder")
+    sp.add_argument("--data-root", help="folder of a jsonl or imagefolder world (train.jsonl/test.jsonl or train/, test/)")
+    sp.add_argument("--hierarchy", help="YAML/JSON hierarchy (aliases, levels) for a jsonl or imagefolder world")
     sp.add_argument("--level", default="difficult", help="named request used when --forget is not given (easy, medium, difficult)")
     sp.add_argument("--max-per-concept", type=int, default=150, help="forget-set images per forgotten fine concept (study: 150)")
     sp.add_argument("--lr", type=float, default=None, help="override the method's tuned learning rate")

@@ -64,13 +64,18 @@ def open_session(
     seed: int = 0,
     progress: bool = True,
     evaluate: bool = True,
+    data_options: dict | None = None,
 ) -> Session:
     """Load the model and data, resolve the request (``forget=None`` -> the level's request) and score the original.
 
     ``evaluate=False`` loads no test data at all (for tuning on forget-set data only).
+    ``data_options`` go to the world's dataset loader (e.g. ``{"root": DIR, "hierarchy": FILE}``
+    for ``jsonl`` and ``imagefolder`` worlds); zero-shot is measured on the built-in worlds other
+    than ``world``.
     """
     backbone = load_backbone(model)
-    train = load_dataset(world, "train")
+    opts = data_options or {}
+    train = load_dataset(world, "train", **opts)
     names = list(forget) if forget else level_request(train.hierarchy, level)
     request = UnlearningRequest.parse(train.hierarchy, names, goal)
     idx = forget_set_indices(request, train, max_per_concept, seed)
@@ -87,7 +92,7 @@ def open_session(
     evaluator, original_scores = None, None
     if evaluate:
         others = [load_dataset(w, "test") for w in BUILTIN_WORLDS if w != world]
-        evaluator = UnlearningEvaluator(request, load_dataset(world, "test"), others, backbone.preprocess, progress=progress)
+        evaluator = UnlearningEvaluator(request, load_dataset(world, "test", **opts), others, backbone.preprocess, progress=progress)
         original_scores = evaluator.evaluate(backbone)
     return Session(backbone, train.hierarchy, request, forget_set, evaluator, backbone.snapshot(), original_scores, world, max_per_concept, seed)
 
