@@ -112,7 +112,7 @@ def _session(args: argparse.Namespace, forget=None, goal: str = "fine"):
 
     return open_session(forget=forget, goal=goal, world=args.world, model=args.model, level=args.level,
                         max_per_concept=args.max_per_concept, seed=args.seed, progress=not args.quiet,
-                        data_options=_data_options(args))
+                        data_options=_data_options(args), device=args.device)
 
 
 def _data_options(args: argparse.Namespace) -> dict:
@@ -198,7 +198,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
     session = open_session(forget=args.forget, goal=args.goal, world=args.world, model=args.model, level=args.level,
                            max_per_concept=args.max_per_concept, seed=args.seed, progress=not args.quiet, evaluate=False,
-                           data_options=_data_options(args))
+                           data_options=_data_options(args), device=args.device)
     print(f"tuning on forget-set data only: forget {', '.join(session.request.concepts)} ({session.request.goal}), {len(session.forget)} images")
     print(f"{'method':<12} {'lr':>8} {'epoch':>5} {'forget fine %':>13} {'forget coarse %':>15}")
     for name in args.methods or METHODS.names():
@@ -234,6 +234,7 @@ def _add_session_args(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--lr", type=float, default=None, help="override the method's tuned learning rate")
     sp.add_argument("--epochs", type=int, default=None, help="override the method's tuned epochs")
     sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--device", default="cpu", help="torch device for the model, e.g. cuda")
 
 
 def build_parser() -> argparse.ArgumentParser:

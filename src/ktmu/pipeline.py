@@ -65,6 +65,7 @@ def open_session(
     progress: bool = True,
     evaluate: bool = True,
     data_options: dict | None = None,
+    device: str = "cpu",
 ) -> Session:
     """Load the model and data, resolve the request (``forget=None`` -> the level's request) and score the original.
 
@@ -73,7 +74,7 @@ def open_session(
     for ``jsonl`` and ``imagefolder`` worlds); zero-shot is measured on the built-in worlds other
     than ``world``.
     """
-    backbone = load_backbone(model)
+    backbone = load_backbone(model, device=device)
     opts = data_options or {}
     train = load_dataset(world, "train", **opts)
     names = list(forget) if forget else level_request(train.hierarchy, level)

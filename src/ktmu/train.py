@@ -56,8 +56,10 @@ class ForgetSet:
 
     def batch(self, idx, fine_logits: torch.Tensor, coarse_logits: torch.Tensor, **kw) -> Batch:
         """The method's view of images ``idx`` given their logits."""
-        return Batch(fine_logits, coarse_logits, self.fine[idx], self.coarse[idx], self.forget_coarse[idx],
-                     fine_forgotten=self.fine_classes, coarse_forgotten=self.coarse_classes, **kw)
+        dev = fine_logits.device
+        to = lambda t: None if t is None else t.to(dev)  # noqa: E731
+        return Batch(fine_logits, coarse_logits, self.fine[idx].to(dev), self.coarse[idx].to(dev), self.forget_coarse[idx].to(dev),
+                     fine_forgotten=to(self.fine_classes), coarse_forgotten=to(self.coarse_classes), **kw)
 
     def __len__(self) -> int:
         return len(self.images)
@@ -188,8 +190,8 @@ def unlearn(
             scale = backbone.logit_scale()
             batch = forget.batch(b, scale * img @ fine_text.T, scale * img @ coarse_text.T, generator=gen)
             if ref is not None:
-                batch.ref_fine_logits = ref.scale * ref.image[b] @ ref.fine_text[t].T
-                batch.ref_coarse_logits = ref.scale * ref.image[b] @ ref.coarse_text[t].T
+                batch.ref_fine_logits = (ref.scale * ref.image[b] @ ref.fine_text[t].T).to(img.device)
+                batch.ref_coarse_logits = (ref.scale * ref.image[b] @ ref.coarse_text[t].T).to(img.device)
             terms = method.loss(batch)
             opt.zero_grad(set_to_none=True)
             terms["loss"].backward()
