@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Literal
+from typing import Any, Literal
 
 import yaml
 
@@ -178,13 +178,6 @@ class Hierarchy:
         """The other fine concepts under the same coarse parent."""
         c = self.find(fine)
         return [s for s in self.children(c.parent or "") if s.name != c.name] if c.level == "fine" else []
-
-    def all_names(self, level: Level) -> Iterable[tuple[int, str]]:
-        """(index, name-or-alias) pairs for every name of every concept at ``level``."""
-        concepts = self.coarse if level == "coarse" else self.fine
-        for i, c in enumerate(concepts):
-            for n in c.names:
-                yield i, n
 
 
 def builtin_world(name: str) -> Hierarchy:

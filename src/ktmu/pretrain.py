@@ -15,8 +15,7 @@ from __future__ import annotations
 import math
 import random
 import time
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import numpy as np
@@ -170,7 +169,3 @@ def pretrain(
     bar.close()
     model.eval()
     return logs
-
-
-def config_dict(cfg: PretrainConfig) -> dict:
-    return asdict(cfg)

@@ -1,9 +1,6 @@
 """Prompt templates that turn concept names into captions."""
 from __future__ import annotations
 
-import random
-from typing import Sequence
-
 # Ten generic templates in the style of CLIP's ImageNet ensemble, trimmed to what fits grey
 # 28-pixel images of objects and digits. Used for pretraining captions, zero-shot ensembles and
 # the one-random-template-per-step text features during unlearning.
@@ -20,11 +17,3 @@ TEMPLATES: tuple[str, ...] = (
     "this is a {}.",
 )
 
-
-def captions(name: str, templates: Sequence[str] = TEMPLATES) -> list[str]:
-    """Every template filled with ``name``."""
-    return [t.format(name) for t in templates]
-
-
-def random_template(rng: random.Random, templates: Sequence[str] = TEMPLATES) -> str:
-    return templates[rng.randrange(len(templates))]

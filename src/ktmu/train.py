@@ -20,7 +20,6 @@ import random
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .backbones import Backbone

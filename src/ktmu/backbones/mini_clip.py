@@ -9,7 +9,6 @@ and the temperature.
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -105,8 +104,3 @@ def build_mini_clip(weights: str | Path | None = None, cfg: MiniClipConfig = Min
             )
         backbone.load_weights(path)
     return backbone
-
-
-def shipped_manifest() -> dict:
-    """The provenance record of the shipped checkpoint (sha256, command, accuracies)."""
-    return json.loads(MANIFEST.read_text()) if MANIFEST.is_file() else {}

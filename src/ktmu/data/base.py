@@ -3,8 +3,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
-
 import numpy as np
 import torch
 from PIL import Image
@@ -48,10 +46,6 @@ class ConceptDataset(torch.utils.data.Dataset):
     def __getitem__(self, i: int) -> tuple[Image.Image, int, int]:
         fine = int(self.fine_labels[i])
         return self.load_image(i), int(self.coarse_labels[i]), fine
-
-    def indices_of(self, fine: Sequence[int]) -> np.ndarray:
-        """Indices of the items whose fine label is in ``fine``."""
-        return np.flatnonzero(np.isin(self.fine_labels, np.asarray(list(fine), dtype=np.int64)))
 
 
 @dataclass

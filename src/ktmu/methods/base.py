@@ -29,12 +29,6 @@ class Batch:
     fine_forgotten: torch.Tensor | None = None
     coarse_forgotten: torch.Tensor | None = None
 
-    @classmethod
-    def fine_only(cls, fine_logits: torch.Tensor, fine_target: torch.Tensor, coarse_logits: torch.Tensor, coarse_target: torch.Tensor, **kw) -> "Batch":
-        """A fine-goal batch: no coarse label is forgotten."""
-        return cls(fine_logits, coarse_logits, fine_target, coarse_target, torch.zeros_like(fine_target, dtype=torch.bool), **kw)
-
-
 @dataclass
 class UnlearningMethod:
     """Base of all methods. Subclasses are dataclasses whose fields are their hyperparameters.
