@@ -47,6 +47,16 @@ def test_bench_on_tiny_model(tmp_path, capsys):
     assert [r["method"] for r in res["rows"]] == ["ga", "task-vector"]
     table = (out / "table.md").read_text()
     assert "| original |" in table and "| task-vector |" in table and "Q-U" in table
+    assert res["level"] == "difficult" and res["request"]["concepts"] == ["shirt"]
+
+
+def test_bench_on_a_named_request(tmp_path):
+    out = tmp_path / "bench"
+    assert main(["bench", "--model", "tiny-clip", "--methods", "nhl-kl", "--forget", "running shoe", "--forget", "sandal",
+                 "--epochs", "1", "--max-per-concept", "10", "--out", str(out), "--quiet"]) == 0
+    res = json.loads((out / "results.json").read_text())
+    assert res["level"] is None and res["request"]["concepts"] == ["sneaker", "sandal"]
+    assert res["rows"][0]["request"]["forget_set_size"] == 20
 
 
 @pytest.mark.parametrize(

@@ -149,7 +149,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     methods = args.methods or METHODS.names()
     for name in methods:
         METHODS.get(name)  # fail on a bad name before loading anything
-    session = _session(args)
+    session = _session(args, args.forget, args.goal)
     records = []
     from tqdm.auto import tqdm
 
@@ -157,16 +157,17 @@ def cmd_bench(args: argparse.Namespace) -> int:
         records.append(run_method(session, name, _train_cfg(args), progress=not args.quiet))
     seconds = time.time() - t0
     table = text_table(session.original_scores, records)
-    print(f"level {args.level}: forget {', '.join(session.request.concepts)} ({session.request.goal}); forget set {len(session.forget)} images; model {session.backbone.name}")
+    label = "request" if args.forget else f"level {args.level}"
+    print(f"{label}: forget {', '.join(session.request.concepts)} ({session.request.goal}); forget set {len(session.forget)} images; model {session.backbone.name}")
     print(table)
     print(f"bench took {seconds:.1f} s")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    header = f"Level `{args.level}`: forget {', '.join(session.request.concepts)} ({session.request.goal}). Bench time {seconds:.0f} s.\n\n"
+    header = f"{'Request' if args.forget else f'Level `{args.level}`'}: forget {', '.join(session.request.concepts)} ({session.request.goal}). Bench time {seconds:.0f} s.\n\n"
     (out / "table.md").write_text(header + markdown_table(session.original_scores, records) + "\n")
     from .pipeline import recorded_scores
 
-    _dump({"level": args.level, "seconds": round(seconds, 1), "original": recorded_scores(session.original_scores), "rows": records}, out / "results.json")
+    _dump({"level": None if args.forget else args.level, "request": session.request.describe(), "seconds": round(seconds, 1), "original": recorded_scores(session.original_scores), "rows": records}, out / "results.json")
     print(f"wrote {out / 'table.md'} and {out / 'results.json'}")
     return 0
 
@@ -275,6 +276,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("bench", cmd_bench, "run every registered method on one level's request and tabulate")
     sp.add_argument("--out", required=True, help="folder for table.md and results.json")
     sp.add_argument("--methods", nargs="+", help="subset of methods (default: all registered)")
+    sp.add_argument("--forget", action="append", help="concept or alias to forget instead of the --level request (repeatable)")
+    sp.add_argument("--goal", default="fine", choices=["fine", "coarse", "hybrid"])
     _add_session_args(sp)
 
     from .tune import DEFAULT_LRS, THRESHOLD
