@@ -107,12 +107,12 @@ def _train_cfg(args: argparse.Namespace):
     return TrainConfig(lr=args.lr, epochs=args.epochs, seed=args.seed)
 
 
-def _session(args: argparse.Namespace, forget=None, goal: str = "fine"):
+def _session(args: argparse.Namespace, forget=None, goal: str = "fine", evaluate: bool = True):
     from .pipeline import open_session
 
     return open_session(forget=forget, goal=goal, world=args.world, model=args.model, level=args.level,
                         max_per_concept=args.max_per_concept, seed=args.seed, progress=not args.quiet,
-                        data_options=_data_options(args), device=args.device)
+                        evaluate=evaluate, data_options=_data_options(args), device=args.device)
 
 
 def _data_options(args: argparse.Namespace) -> dict:
@@ -120,10 +120,9 @@ def _data_options(args: argparse.Namespace) -> dict:
 
 
 def cmd_unlearn(args: argparse.Namespace) -> int:
+    from .methods import build_method
     from .pipeline import run_method, save_unlearned
     from .report import text_table
-
-    from .methods import build_method
 
     t0 = time.time()
     hyper = _hyper(args.set)
@@ -194,19 +193,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_tune(args: argparse.Namespace) -> int:
     from .methods import METHODS
-    from .pipeline import open_session
     from .tune import tune_lr
 
-    session = open_session(forget=args.forget, goal=args.goal, world=args.world, model=args.model, level=args.level,
-                           max_per_concept=args.max_per_concept, seed=args.seed, progress=not args.quiet, evaluate=False,
-                           data_options=_data_options(args), device=args.device)
+    session = _session(args, args.forget, args.goal, evaluate=False)
     print(f"tuning on forget-set data only: forget {', '.join(session.request.concepts)} ({session.request.goal}), {len(session.forget)} images")
-    print(f"{'method':<12} {'lr':>8} {'epoch':>5} {'forget fine %':>13} {'forget coarse %':>15}")
+    print("score = forget-train accuracy at the forgotten level (fine accuracy for a fine goal)")
+    print(f"{'method':<12} {'lr':>8} {'epoch':>5} {'score %':>8} {'forget coarse %':>15}")
     for name in args.methods or METHODS.names():
         rows, chosen = tune_lr(session, name, args.lrs, args.epochs, args.threshold, progress=not args.quiet)
         for r in rows:
             mark = "  <- chosen" if r.lr == chosen else ""
-            print(f"{name:<12} {r.lr:>8.0e} {r.epoch:>5} {r.forget_fine:>13.1f} {r.forget_coarse:>15.1f}{mark}", flush=True)
+            print(f"{name:<12} {r.lr:>8.0e} {r.epoch:>5} {r.score:>8.1f} {r.forget_coarse:>15.1f}{mark}", flush=True)
     return 0
 
 

@@ -23,7 +23,7 @@ THRESHOLD = 5.0  # percent forget-train fine accuracy that counts as forgotten (
 class TuneRow:
     lr: float
     epoch: int
-    forget_fine: float  # the selection score: fine accuracy for a fine goal
+    score: float  # the selection score: forget-train fine accuracy for a fine goal
     forget_coarse: float
 
 
@@ -38,6 +38,6 @@ def tune_lr(session: Session, method: str, lrs: Sequence[float] = DEFAULT_LRS, e
         best = log.epochs[log.selected_epoch - 1]
         rows.append(TuneRow(lr, log.selected_epoch, best["selection_score"], best["forget_train_coarse_acc"]))
     session.backbone.restore(session.original_state)
-    reached = [r for r in rows if r.forget_fine <= threshold]
-    chosen = reached[0] if reached else min(rows, key=lambda r: (r.forget_fine, r.lr))
+    reached = [r for r in rows if r.score <= threshold]
+    chosen = reached[0] if reached else min(rows, key=lambda r: (r.score, r.lr))
     return rows, chosen.lr
