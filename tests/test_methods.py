@@ -3,22 +3,13 @@ import pytest
 import torch
 
 import ktmu.train as train_mod
-from ktmu.evaluate import preprocess_images
 from ktmu.methods import METHODS, Batch, build_method
-from ktmu.pipeline import class_mask
-from ktmu.request import UnlearningRequest, forget_set_indices
+from ktmu.request import UnlearningRequest
 from ktmu.train import ForgetSet, TrainConfig, unlearn
 
 
 def _forget_set(backbone, world, train, names=("shirt",), goal="fine"):
-    req = UnlearningRequest.parse(world, list(names), goal)
-    idx = forget_set_indices(req, train)
-    coarse = torch.as_tensor(train.coarse_labels[idx])
-    return ForgetSet(
-        preprocess_images(train, backbone.preprocess, idx), torch.as_tensor(train.fine_labels[idx]), coarse,
-        torch.isin(coarse, torch.as_tensor(req.forget_coarse)),
-        class_mask(req.forget_fine, len(world.fine)), class_mask(req.forget_coarse, len(world.coarse)),
-    )
+    return ForgetSet.from_request(UnlearningRequest.parse(world, list(names), goal), train, backbone.preprocess)
 
 
 def _batch(requires_grad=True, forget_coarse=(False, False, True)):
@@ -133,7 +124,7 @@ def test_selection_keeps_lowest_forget_accuracy_epoch(tiny_backbone, toy_world, 
     log = unlearn(tiny_backbone, build_method("ga"), forget, toy_world, TrainConfig(lr=1e-2, epochs=3, batch_size=4), progress=False)
     accs = [r["forget_train_fine_acc"] for r in log.epochs]
     assert log.selected_epoch == accs.index(min(accs)) + 1
-    assert train_mod.forget_accuracy(tiny_backbone, forget, toy_world) == pytest.approx(min(accs))
+    assert train_mod.forget_scores(tiny_backbone, forget, toy_world)["score"] == pytest.approx(min(accs))
 
 
 @pytest.mark.parametrize("name", ["nhl-kl", "npo-kl", "relabel"])

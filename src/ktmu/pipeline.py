@@ -11,12 +11,11 @@ import torch
 from .backbones import Backbone, load_backbone
 from .concepts import Hierarchy
 from .data import load_dataset
-from .evaluate import preprocess_images
 from .methods import build_method
 from .metrics import summarize
 from .protocol import UnlearningEvaluator
 from .provenance import git_commit, versions
-from .request import MAX_PER_CONCEPT, UnlearningRequest, forget_set_indices
+from .request import MAX_PER_CONCEPT, UnlearningRequest
 from .train import ForgetSet, TrainConfig, unlearn
 
 BUILTIN_WORLDS = ("fashion", "digits")
@@ -34,15 +33,8 @@ class Session:
     evaluator: UnlearningEvaluator | None  # None for sessions that must not see test data (tuning)
     original_state: dict[str, torch.Tensor]
     original_scores: dict | None
-    world_name: str
     max_per_concept: int
     seed: int
-
-
-def class_mask(indices: Sequence[int], n: int) -> torch.Tensor:
-    mask = torch.zeros(n, dtype=torch.bool)
-    mask[list(indices)] = True
-    return mask
 
 
 def level_request(world: Hierarchy, level: str) -> list[str]:
@@ -79,23 +71,13 @@ def open_session(
     train = load_dataset(world, "train", **opts)
     names = list(forget) if forget else level_request(train.hierarchy, level)
     request = UnlearningRequest.parse(train.hierarchy, names, goal)
-    idx = forget_set_indices(request, train, max_per_concept, seed)
-    forget_coarse = torch.as_tensor(request.forget_coarse)
-    coarse = torch.as_tensor(train.coarse_labels[idx])
-    forget_set = ForgetSet(
-        images=preprocess_images(train, backbone.preprocess, idx),
-        fine=torch.as_tensor(train.fine_labels[idx]),
-        coarse=coarse,
-        forget_coarse=torch.isin(coarse, forget_coarse),
-        fine_classes=class_mask(request.forget_fine, len(train.hierarchy.fine)),
-        coarse_classes=class_mask(request.forget_coarse, len(train.hierarchy.coarse)),
-    )
+    forget_set = ForgetSet.from_request(request, train, backbone.preprocess, max_per_concept, seed)
     evaluator, original_scores = None, None
     if evaluate:
         others = [load_dataset(w, "test") for w in BUILTIN_WORLDS if w != world]
         evaluator = UnlearningEvaluator(request, load_dataset(world, "test", **opts), others, backbone.preprocess, progress=progress)
         original_scores = evaluator.evaluate(backbone)
-    return Session(backbone, train.hierarchy, request, forget_set, evaluator, backbone.snapshot(), original_scores, world, max_per_concept, seed)
+    return Session(backbone, train.hierarchy, request, forget_set, evaluator, backbone.snapshot(), original_scores, max_per_concept, seed)
 
 
 def recorded_scores(d: dict) -> dict:

@@ -18,16 +18,19 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import dataclass, field
+from typing import Sequence
 
 import torch
 from tqdm.auto import tqdm
 
 from .backbones import Backbone
 from .concepts import Hierarchy
-from .evaluate import class_text_features, embed_images
+from .data import ConceptDataset
+from .evaluate import class_text_features, embed_images, preprocess_images
 from .methods import Batch, UnlearningMethod
 from .methods.salun import saliency_mask
 from .prompts import TEMPLATES
+from .request import MAX_PER_CONCEPT, UnlearningRequest, forget_set_indices
 
 
 @dataclass
@@ -42,6 +45,13 @@ class TrainConfig:
     seed: int = 0
 
 
+def class_mask(indices: Sequence[int], n: int) -> torch.Tensor:
+    """A (n,) boolean mask with ``indices`` set."""
+    mask = torch.zeros(n, dtype=torch.bool)
+    mask[list(indices)] = True
+    return mask
+
+
 @dataclass
 class ForgetSet:
     """Preprocessed forget images with their labels and which coarse labels are forgotten."""
@@ -52,6 +62,20 @@ class ForgetSet:
     forget_coarse: torch.Tensor  # (N,) whether each image's coarse label is forgotten
     fine_classes: torch.Tensor | None = None  # (F,) bool: every fine class the request forgets
     coarse_classes: torch.Tensor | None = None  # (C,) bool: every coarse class the request forgets
+
+    @classmethod
+    def from_request(cls, request: UnlearningRequest, train: ConceptDataset, preprocess, max_per_concept: int = MAX_PER_CONCEPT, seed: int = 0) -> "ForgetSet":
+        """The proxy forget set of a request: preprocessed train images of its forgotten fine concepts only."""
+        idx = forget_set_indices(request, train, max_per_concept, seed)
+        coarse = torch.as_tensor(train.coarse_labels[idx])
+        return cls(
+            images=preprocess_images(train, preprocess, idx),
+            fine=torch.as_tensor(train.fine_labels[idx]),
+            coarse=coarse,
+            forget_coarse=torch.isin(coarse, torch.as_tensor(request.forget_coarse)),
+            fine_classes=class_mask(request.forget_fine, len(train.hierarchy.fine)),
+            coarse_classes=class_mask(request.forget_coarse, len(train.hierarchy.coarse)),
+        )
 
     def batch(self, idx, fine_logits: torch.Tensor, coarse_logits: torch.Tensor, **kw) -> Batch:
         """The method's view of images ``idx`` given their logits."""
@@ -79,7 +103,6 @@ class TrainLog:
     epochs: list[dict] = field(default_factory=list)
     selected_epoch: int = 0
     lr: float = 0.0
-    steps: int = 0
 
 
 def _text_tokens(backbone: Backbone, world: Hierarchy) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -119,11 +142,6 @@ def forget_scores(backbone: Backbone, forget: ForgetSet, world: Hierarchy) -> di
     else:
         out["score"] = (out["forget_fine"] + pct(coarse[forgotten])) / 2
     return out
-
-
-def forget_accuracy(backbone: Backbone, forget: ForgetSet, world: Hierarchy) -> float:
-    """The checkpoint selection score (see :func:`forget_scores`)."""
-    return forget_scores(backbone, forget, world)["score"]
 
 
 def _saliency(backbone: Backbone, method: UnlearningMethod, forget: ForgetSet, world: Hierarchy, params: dict, batch_size: int) -> dict[str, torch.Tensor]:
@@ -174,7 +192,7 @@ def unlearn(
         opt, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / total)))
     )
     finalize = getattr(method, "finalize", None)
-    log = TrainLog(lr=lr, steps=total)
+    log = TrainLog(lr=lr)
     best_acc, best_state = math.inf, original
     bar = tqdm(total=total, desc=f"unlearn {method.name}", leave=False, disable=not progress)
     for epoch in range(1, epochs + 1):
