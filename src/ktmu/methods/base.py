@@ -28,6 +28,14 @@ class Batch:
     # None means only each sample's own target is forgotten.
     fine_forgotten: torch.Tensor | None = None
     coarse_forgotten: torch.Tensor | None = None
+    # Features, filled only for methods with ``needs_features = True`` (representation-space losses).
+    image_features: torch.Tensor | None = None  # (B, D) unit image features of the batch (trainable)
+    ref_image_features: torch.Tensor | None = None  # (B, D) the original model's, frozen
+    fine_text: torch.Tensor | None = None  # (F, D) unit class text features under this step's template
+    coarse_text: torch.Tensor | None = None  # (C, D)
+    forgotten_name_text: torch.Tensor | None = None  # (A, D) every method-visible name (canonical + aliases) of the forgotten fine concepts
+    logit_scale: torch.Tensor | None = None  # () the temperature that turned features into logits
+
 
 @dataclass
 class UnlearningMethod:
@@ -40,6 +48,7 @@ class UnlearningMethod:
 
     name: ClassVar[str] = ""
     needs_reference: ClassVar[bool] = False  # the trainer builds the frozen original only when True
+    needs_features: ClassVar[bool] = False  # the trainer fills the Batch's feature fields only when True
     lr: float = 1e-4
     epochs: int = 10
 
