@@ -1,4 +1,9 @@
-"""The ``ktmu`` command line: thin subcommands over the library."""
+"""The ``ktmu`` command line: thin subcommands over the library.
+
+Every subcommand checks what it can before loading a model (names, settings, data, the output
+folder); a user mistake ends in one ``ktmu: error: ...`` line and exit code 2. Under
+``accelerate launch`` every process runs the same command and only the main one prints and writes.
+"""
 from __future__ import annotations
 
 import argparse
@@ -27,26 +32,135 @@ def _quiet_libraries() -> None:
         pass
 
 
+def _main_process() -> bool:
+    from .dist import get_dist
+
+    return get_dist().is_main
+
+
+def say(*args, **kw) -> None:
+    """print() on the main process only."""
+    if _main_process():
+        print(*args, **kw)
+
+
 def _dump(obj: dict, path: str | Path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
+    from .outputs import write_json_atomic
+
+    if _main_process():
+        write_json_atomic(path, obj)
+
+
+# ---- shared option groups --------------------------------------------------------------------------
+def _runtime(args: argparse.Namespace):
+    """Device, precision and data-loading options, checked before any model loads."""
+    from .dist import get_dist
+    from .pipeline import RuntimeOptions
+    from .runtime import check_precision, resolve_device
+
+    device = resolve_device(args.device)
+    dist = get_dist()
+    if dist.enabled and device.type == "cuda":
+        device = resolve_device(f"cuda:{dist.local_rank}")
+    check_precision(args.precision, device)
+    if args.workers < 0:
+        raise ValueError("--workers must be 0 or more.")
+    if args.eval_batch_size < 1:
+        raise ValueError("--eval-batch-size must be at least 1.")
+    return RuntimeOptions(device=str(device), precision=args.precision, train=getattr(args, "train", "default"),
+                          grad_checkpointing=getattr(args, "grad_checkpointing", False), workers=args.workers,
+                          eval_batch_size=args.eval_batch_size)
+
+
+def _data_options(args: argparse.Namespace) -> dict:
+    from .data import DATASETS
+
+    DATASETS.get(args.world)  # did-you-mean before anything else
+    opts = {k: v for k, v in (("root", args.data_root), ("hierarchy", args.hierarchy)) if v}
+    if args.world in ("jsonl", "imagefolder") and "root" not in opts:
+        raise ValueError(f"--world {args.world} reads your own images: add --data-root DIR (see README, 'Your own data').")
+    return opts
+
+
+def _train_cfg(args: argparse.Namespace):
+    from .settings import validate
+    from .train_config import TrainConfig
+
+    cfg = TrainConfig(lr=args.lr, epochs=args.epochs, seed=args.seed, batch_size=args.batch_size, workers=args.workers)
+    validate(cfg)
+    return cfg
+
+
+def _plan(args: argparse.Namespace, forget=None, goal: str = "fine", evaluate: bool = True):
+    from .pipeline import plan_session
+
+    if args.max_per_concept < 1:
+        raise ValueError("--max-per-concept must be at least 1.")
+    return plan_session(forget=forget, goal=goal, world=args.world, model=args.model, level=args.level, evaluate=evaluate,
+                        data_options=_data_options(args), zero_shot=getattr(args, "zero_shot", None))
+
+
+def _session(args: argparse.Namespace, plan, runtime):
+    from .pipeline import open_session
+
+    for note in plan.notes:
+        say(note)
+    return open_session(world=args.world, model=args.model, max_per_concept=args.max_per_concept, seed=args.seed,
+                        progress=not args.quiet, evaluate=plan.test is not None, runtime=runtime, plan=plan)
+
+
+def _provenance(args: argparse.Namespace) -> dict:
+    from .provenance import command_line, file_record
+
+    out = {"command": command_line()}
+    if getattr(args, "data_root", None):
+        out["data_root"] = file_record(args.data_root)
+    if getattr(args, "hierarchy", None):
+        out["hierarchy"] = file_record(args.hierarchy)
+    return out
 
 
 # ---- eval ---------------------------------------------------------------------------------------
 def cmd_eval(args: argparse.Namespace) -> int:
     from .backbones import load_backbone
-    from .zeroshot_report import evaluate_domains, format_eval_table
+    from .data import load_dataset
+    from .domains import DOMAINS, parse_zero_shot
+    from .zeroshot_report import evaluate_datasets, format_eval_table
 
     t0 = time.time()
-    backbone = load_backbone(args.model)
-    result = evaluate_domains(backbone, args.domains, progress=not args.quiet)
-    print(format_eval_table(result))
-    print(f"({time.time() - t0:.1f} s)")
+    rt = _runtime(args)
+    if args.domains:  # the built-in domains by name (kept for scripts written against ktmu 0.1)
+        items = [(DOMAINS.get(d).open(), DOMAINS.get(d).templates) for d in args.domains]
+    else:
+        items = [load_dataset(args.world, "test", **_data_options(args))]
+        choices, note = parse_zero_shot(args.zero_shot, args.model, args.world)
+        if note:
+            say(note)
+        items += [(c.domain.open(c.root), c.domain.templates) for c in choices]
+    if args.json:
+        _prepare_file(args.json)
+    backbone = load_backbone(args.model, device=rt.device, precision=rt.precision)
+    result = evaluate_datasets(backbone, items, progress=not args.quiet, batch_size=rt.eval_batch_size, workers=rt.workers)
+    say(format_eval_table(result))
+    say(f"({time.time() - t0:.1f} s)")
     if args.json:
         _dump(result, args.json)
-        print(f"wrote {args.json}")
+        say(f"wrote {args.json}")
     return 0
+
+
+def _prepare_file(path: str | Path) -> None:
+    """Refuse an output file we could not write, before any compute."""
+    from .outputs import OutputError
+
+    p = Path(path)
+    if p.is_dir():
+        raise OutputError(f"{p} is a folder; give a file path for the JSON output.")
+    parent = p.parent if str(p.parent) else Path(".")
+    if parent.exists() and not parent.is_dir():
+        raise OutputError(f"cannot write {p}: {parent} is a file, not a folder.")
+    if parent.exists() and not os.access(parent, os.W_OK):
+        raise OutputError(f"cannot write {p}: folder {parent} is not writable.")
 
 
 # ---- pretrain -----------------------------------------------------------------------------------
@@ -60,6 +174,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     from .zeroshot_report import evaluate_domains, format_eval_table
 
     cfg = PretrainConfig(epochs=args.epochs, seed=args.seed, batch_size=args.batch_size, lr=args.lr, limit_per_world=args.limit)
+    _prepare_file(args.out)
     backbone = build_mini_clip(weights="random")
     datasets = [load_dataset(name, "train") for name in ("fashion", "digits")]
     t0 = time.time()
@@ -88,86 +203,87 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
 
 
 # ---- unlearn / bench / demo -----------------------------------------------------------------------
-def _hyper(pairs: Sequence[str]) -> dict:
-    out = {}
-    for item in pairs or []:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise ValueError(f"--set expects KEY=VALUE, got {item!r}.")
-        try:
-            out[key.replace("-", "_")] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key.replace("-", "_")] = value
-    return out
+def _hyper(args: argparse.Namespace, method: str) -> dict:
+    from .methods import METHODS
+    from .settings import parse_set
 
-
-def _train_cfg(args: argparse.Namespace):
-    from .train import TrainConfig
-
-    return TrainConfig(lr=args.lr, epochs=args.epochs, seed=args.seed)
-
-
-def _session(args: argparse.Namespace, forget=None, goal: str = "fine", evaluate: bool = True):
-    from .pipeline import open_session
-
-    return open_session(forget=forget, goal=goal, world=args.world, model=args.model, level=args.level,
-                        max_per_concept=args.max_per_concept, seed=args.seed, progress=not args.quiet,
-                        evaluate=evaluate, data_options=_data_options(args), device=args.device)
-
-
-def _data_options(args: argparse.Namespace) -> dict:
-    return {k: v for k, v in (("root", args.data_root), ("hierarchy", args.hierarchy)) if v}
+    return parse_set(args.set or [], METHODS.get(method))
 
 
 def cmd_unlearn(args: argparse.Namespace) -> int:
     from .methods import build_method
+    from .outputs import prepare_out_dir
     from .pipeline import run_method, save_unlearned
     from .report import text_table
 
     t0 = time.time()
-    hyper = _hyper(args.set)
+    hyper = _hyper(args, args.method)
     build_method(args.method, **hyper)  # fail on a bad name or hyperparameter before loading anything
-    session = _session(args, args.forget, args.goal)
-    record = run_method(session, args.method, _train_cfg(args), progress=not args.quiet, **hyper)
-    out = Path(args.out)
-    weights = save_unlearned(session, out, record)
-    record["weights"] = str(weights)
-    _dump(record, out / "results.json")
-    print(f"request: forget {', '.join(session.request.concepts)} ({session.request.goal}); forget set {len(session.forget)} images")
-    print(text_table(record["original"], [record]))
-    print(f"wrote {weights} and {out / 'results.json'} ({time.time() - t0:.1f} s)")
+    cfg = _train_cfg(args)
+    rt = _runtime(args)
+    plan = _plan(args, args.forget, args.goal)
+    out = prepare_out_dir(args.out, overwrite=args.overwrite, resume=False) if _main_process() else Path(args.out)
+    session = _session(args, plan, rt)
+    record = run_method(session, args.method, cfg, progress=not args.quiet, **hyper)
+    record["provenance"] = _provenance(args)
+    if _main_process():
+        weights = save_unlearned(session, out, record)
+        record["weights"] = str(weights)
+        _dump(record, out / "results.json")
+    say(f"request: forget {', '.join(session.request.concepts)} ({session.request.goal}); forget set {len(session.forget)} images")
+    say(text_table(record["original"], [record]))
+    say(f"wrote {out / 'model.safetensors'} and {out / 'results.json'} ({time.time() - t0:.1f} s)")
     return 0
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from .methods import METHODS
+    from tqdm.auto import tqdm
+
+    from .bench_store import BenchStore
+    from .methods import METHODS, build_method
     from .pipeline import run_method
     from .report import markdown_table, text_table
+    from .results import recorded_scores
 
     t0 = time.time()
     methods = args.methods or METHODS.names()
+    hypers = {}
     for name in methods:
-        METHODS.get(name)  # fail on a bad name before loading anything
-    session = _session(args, args.forget, args.goal)
+        hypers[name] = _hyper(args, name) if args.set else {}
+        build_method(name, **hypers[name])  # fail on a bad name or setting before loading anything
+    cfg = _train_cfg(args)
+    rt = _runtime(args)
+    plan = _plan(args, args.forget, args.goal)
+    run_key = {"request": plan.request.describe(), "model": args.model, "world": args.world, "data": _data_options(args),
+               "zero_shot": args.zero_shot, "max_per_concept": args.max_per_concept, "seed": args.seed,
+               "precision": rt.precision, "train": rt.train, "set": args.set or []}
+    store = BenchStore.open(args.out, run_key, methods, overwrite=args.overwrite, resume=args.resume, write=_main_process())
+    if store.done:
+        say(f"resuming the bench in {args.out}: {', '.join(store.done)} already finished with the same settings; not re-run.")
+    session = _session(args, plan, rt)
     records = []
-    from tqdm.auto import tqdm
-
-    for name in tqdm(methods, desc="bench", disable=args.quiet):
-        records.append(run_method(session, name, _train_cfg(args), progress=not args.quiet))
+    for name in tqdm(methods, desc="bench", disable=args.quiet or not _main_process()):
+        rec = store.load(name, cfg)
+        if rec is None:
+            rec = run_method(session, name, cfg, progress=not args.quiet, **hypers[name])
+            rec["provenance"] = _provenance(args)
+            store.save(name, cfg, rec)
+        records.append(rec)
     seconds = time.time() - t0
     table = text_table(session.original_scores, records)
     label = "request" if args.forget else f"level {args.level}"
-    print(f"{label}: forget {', '.join(session.request.concepts)} ({session.request.goal}); forget set {len(session.forget)} images; model {session.backbone.name}")
-    print(table)
-    print(f"bench took {seconds:.1f} s")
+    say(f"{label}: forget {', '.join(session.request.concepts)} ({session.request.goal}); forget set {len(session.forget)} images; model {session.backbone.name}")
+    say(table)
+    say(f"bench took {seconds:.1f} s")
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     header = f"{'Request' if args.forget else f'Level `{args.level}`'}: forget {', '.join(session.request.concepts)} ({session.request.goal}). Bench time {seconds:.0f} s.\n\n"
-    (out / "table.md").write_text(header + markdown_table(session.original_scores, records) + "\n")
-    from .pipeline import recorded_scores
+    if _main_process():
+        from .outputs import write_text_atomic
 
-    _dump({"level": None if args.forget else args.level, "request": session.request.describe(), "seconds": round(seconds, 1), "original": recorded_scores(session.original_scores), "rows": records}, out / "results.json")
-    print(f"wrote {out / 'table.md'} and {out / 'results.json'}")
+        write_text_atomic(out / "table.md", header + markdown_table(session.original_scores, records) + "\n")
+        _dump({"level": None if args.forget else args.level, "request": session.request.describe(), "seconds": round(seconds, 1),
+               "original": recorded_scores(session.original_scores), "rows": records, "provenance": _provenance(args)}, out / "results.json")
+    say(f"wrote {out / 'table.md'} and {out / 'results.json'}")
     return 0
 
 
@@ -177,17 +293,20 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from .zeroshot_report import format_eval_table
 
     t0 = time.time()
-    print("ktmu demo: the embedded mini-CLIP (MiniLM-L6 text tower + small CNN image tower), zero-shot:")
-    session = _session(args)
-    print(format_eval_table({"model": session.backbone.name, "domains": session.original_scores["domains"]}))
+    cfg = _train_cfg(args)
+    rt = _runtime(args)
+    plan = _plan(args)
+    say("ktmu demo: the embedded mini-CLIP (MiniLM-L6 text tower + small CNN image tower), zero-shot:")
+    session = _session(args, plan, rt)
+    say(format_eval_table({"model": session.backbone.name, "domains": session.original_scores["domains"]}))
     req = session.request
-    print(f"\nUnlearning request ({args.level}): forget {', '.join(req.concepts)} ({req.goal}) with nhl-kl, "
-          f"using {len(session.forget)} forget-set images and no retain data ...")
-    record = run_method(session, "nhl-kl", _train_cfg(args), progress=not args.quiet)
-    print(text_table(record["original"], [record]))
+    say(f"\nUnlearning request ({args.level}): forget {', '.join(req.concepts)} ({req.goal}) with nhl-kl, "
+        f"using {len(session.forget)} forget-set images and no retain data ...")
+    record = run_method(session, "nhl-kl", cfg, progress=not args.quiet)
+    say(text_table(record["original"], [record]))
     per = record["per_class_fine"]
-    print("fine accuracy per class, before -> after: " + ", ".join(f"{k} {per['original'][k]:.0f}->{per['unlearned'][k]:.0f}" for k in per["original"]))
-    print(f"({time.time() - t0:.1f} s)")
+    say("fine accuracy per class, before -> after: " + ", ".join(f"{k} {per['original'][k]:.0f}->{per['unlearned'][k]:.0f}" for k in per["original"]))
+    say(f"({time.time() - t0:.1f} s)")
     return 0
 
 
@@ -195,15 +314,22 @@ def cmd_tune(args: argparse.Namespace) -> int:
     from .methods import METHODS
     from .tune import tune_lr
 
-    session = _session(args, args.forget, args.goal, evaluate=False)
-    print(f"tuning on forget-set data only: forget {', '.join(session.request.concepts)} ({session.request.goal}), {len(session.forget)} images")
-    print("score = forget-train accuracy at the forgotten level (fine accuracy for a fine goal)")
-    print(f"{'method':<12} {'lr':>8} {'epoch':>5} {'score %':>8} {'forget coarse %':>15}")
-    for name in args.methods or METHODS.names():
+    methods = args.methods or METHODS.names()
+    for name in methods:
+        METHODS.get(name)
+    if any(lr <= 0 or lr != lr or lr == float("inf") for lr in args.lrs):
+        raise ValueError("--lrs must be positive finite learning rates.")
+    rt = _runtime(args)
+    plan = _plan(args, args.forget, args.goal, evaluate=False)
+    session = _session(args, plan, rt)
+    say(f"tuning on forget-set data only: forget {', '.join(session.request.concepts)} ({session.request.goal}), {len(session.forget)} images")
+    say("score = forget-train accuracy at the forgotten level (fine accuracy for a fine goal)")
+    say(f"{'method':<12} {'lr':>8} {'epoch':>5} {'score %':>8} {'forget coarse %':>15}")
+    for name in methods:
         rows, chosen = tune_lr(session, name, args.lrs, args.epochs, args.threshold, progress=not args.quiet)
         for r in rows:
             mark = "  <- chosen" if r.lr == chosen else ""
-            print(f"{name:<12} {r.lr:>8.0e} {r.epoch:>5} {r.score:>8.1f} {r.forget_coarse:>15.1f}{mark}", flush=True)
+            say(f"{name:<12} {r.lr:>8.0e} {r.epoch:>5} {r.score:>8.1f} {r.forget_coarse:>15.1f}{mark}", flush=True)
     return 0
 
 
@@ -212,27 +338,69 @@ def cmd_levels(args: argparse.Namespace) -> int:
     from .data import load_dataset
     from .difficulty import sibling_difficulty
 
-    train = load_dataset(args.world, "train")
-    rows = sibling_difficulty(load_backbone(args.model), train)
-    print(f"{'concept':<12} {'sibling conf.':>13} {'text sim.':>9} {'train acc':>9}  siblings")
+    rt = _runtime(args)
+    train = load_dataset(args.world, "train", **_data_options(args))
+    backbone = load_backbone(args.model, device=rt.device, precision=rt.precision)
+    rows = sibling_difficulty(backbone, train, workers=rt.workers, progress=not args.quiet)
+    say(f"{'concept':<12} {'sibling conf.':>13} {'text sim.':>9} {'train acc':>9}  siblings")
     for r in rows:
-        print(f"{r['concept']:<12} {r['sibling_confusion']:>13.3f} {r['text_similarity']:>9.3f} {r['train_acc']:>9.1f}  {', '.join(r['siblings']) or '-'}")
+        say(f"{r['concept']:<12} {r['sibling_confusion']:>13.3f} {r['text_similarity']:>9.3f} {r['train_acc']:>9.1f}  {', '.join(r['siblings']) or '-'}")
     levels = train.hierarchy.levels
-    print("levels in the world file: " + "; ".join(f"{k}: {', '.join(v)}" for k, v in levels.items()))
+    say("levels in the world file: " + ("; ".join(f"{k}: {', '.join(v)}" for k, v in levels.items()) or "none"))
     return 0
 
 
-def _add_session_args(sp: argparse.ArgumentParser) -> None:
-    sp.add_argument("--model", default="mini-clip", help="backbone spec: mini-clip, mini-clip:PATH, open_clip:ARCH[:TAG_OR_PATH]")
-    sp.add_argument("--world", default="fashion", help="dataset whose concepts are forgotten: fashion, digits, jsonl, imagefolder")
+def cmd_perf(args: argparse.Namespace) -> int:
+    from .perf import PerfOptions, format_perf, run_perf
+
+    rt = _runtime(args)
+    if args.json:
+        _prepare_file(args.json)
+    methods = args.methods
+    if methods:
+        from .methods import METHODS
+
+        for m in methods:
+            METHODS.get(m)
+    result = run_perf(PerfOptions(model=args.model, runtime=rt, batch_size=args.batch_size, images=args.images, methods=methods,
+                                  image_size=args.image_size, classes=args.classes, steps=args.steps, epochs=args.epochs),
+                      progress=not args.quiet)
+    say(format_perf(result))
+    if args.json:
+        _dump(result, args.json)
+        say(f"wrote {args.json}")
+    return 0
+
+
+# ---- parser ---------------------------------------------------------------------------------------
+def _add_runtime_args(sp: argparse.ArgumentParser, training: bool) -> None:
+    sp.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda or cuda:N")
+    sp.add_argument("--precision", default="fp32", help="fp32, bf16 or amp-fp16 (autocast; weights stay fp32)")
+    sp.add_argument("--workers", type=int, default=0, help="DataLoader worker processes for streamed images")
+    sp.add_argument("--eval-batch-size", type=int, default=256, help="images per forward pass during evaluation")
+    if training:
+        sp.add_argument("--train", default="default", help="which weights train: default, both (the study), image, text, temperature, or '+'-joined")
+        sp.add_argument("--grad-checkpointing", action="store_true", help="recompute activations in backward (open_clip / hf backbones)")
+
+
+def _add_world_args(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("--model", default="mini-clip", help="backbone spec: mini-clip, mini-clip:PATH, tiny-clip, open_clip:ARCH[:TAG_OR_PATH], hf:DIR")
+    sp.add_argument("--world", default="fashion", help="dataset whose concepts are forgotten: fashion, digits, jsonl, imagefolder, ...")
     sp.add_argument("--data-root", help="folder of a jsonl or imagefolder world (train.jsonl/test.jsonl or train/, test/)")
     sp.add_argument("--hierarchy", help="YAML/JSON hierarchy (aliases, levels) for a jsonl or imagefolder world")
+    sp.add_argument("--zero-shot", nargs="+", metavar="NAME[=DIR]",
+                    help="zero-shot domains measured besides the world (default: the other built-in world for mini-clip/tiny-clip, none otherwise; 'none' for none)")
+
+
+def _add_session_args(sp: argparse.ArgumentParser) -> None:
+    _add_world_args(sp)
     sp.add_argument("--level", default="difficult", help="named request used when --forget is not given (easy, medium, difficult)")
     sp.add_argument("--max-per-concept", type=int, default=150, help="forget-set images per forgotten fine concept (study: 150)")
     sp.add_argument("--lr", type=float, default=None, help="override the method's tuned learning rate")
     sp.add_argument("--epochs", type=int, default=None, help="override the method's tuned epochs")
+    sp.add_argument("--batch-size", type=int, default=32, help="forget images per step, over all processes (study: 32)")
     sp.add_argument("--seed", type=int, default=0)
-    sp.add_argument("--device", default="cpu", help="torch device for the model, e.g. cuda")
+    _add_runtime_args(sp, training=True)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -245,10 +413,11 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--quiet", action="store_true", help="no progress bars")
         return sp
 
-    sp = add("eval", cmd_eval, "zero-shot accuracy of a model on the built-in worlds")
-    sp.add_argument("--model", default="mini-clip", help="backbone spec: mini-clip, mini-clip:PATH, open_clip:ARCH[:TAG_OR_PATH]")
-    sp.add_argument("--domains", nargs="+", default=["fashion", "digits"], help="worlds to evaluate")
+    sp = add("eval", cmd_eval, "zero-shot accuracy of a model on a world's test split and the zero-shot domains")
+    _add_world_args(sp)
+    sp.add_argument("--domains", nargs="+", help="evaluate these built-in domains by name instead (e.g. fashion digits)")
     sp.add_argument("--json", help="also write the results as JSON here")
+    _add_runtime_args(sp, training=False)
 
     from .pretrain import PretrainConfig
 
@@ -267,14 +436,18 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--forget", action="append", help="concept or alias to forget (repeatable); default: the --level request")
     sp.add_argument("--goal", default="fine", choices=["fine", "coarse", "hybrid"])
     sp.add_argument("--out", required=True, help="folder for model.safetensors and results.json")
+    sp.add_argument("--overwrite", action="store_true", help="replace the results of an earlier run in --out")
     sp.add_argument("--set", action="append", metavar="KEY=VALUE", help="method hyperparameter, e.g. --set margin=3")
     _add_session_args(sp)
 
     sp = add("bench", cmd_bench, "run every registered method on one level's request and tabulate")
-    sp.add_argument("--out", required=True, help="folder for table.md and results.json")
+    sp.add_argument("--out", required=True, help="folder for table.md, results.json and one file per finished method")
     sp.add_argument("--methods", nargs="+", help="subset of methods (default: all registered)")
     sp.add_argument("--forget", action="append", help="concept or alias to forget instead of the --level request (repeatable)")
     sp.add_argument("--goal", default="fine", choices=["fine", "coarse", "hybrid"])
+    sp.add_argument("--set", action="append", metavar="KEY=VALUE", help="hyperparameter for every method that has it")
+    sp.add_argument("--overwrite", action="store_true", help="start over, replacing an earlier bench in --out")
+    sp.add_argument("--resume", action="store_true", help="continue an interrupted bench in --out (also automatic when its settings match)")
     _add_session_args(sp)
 
     from .tune import DEFAULT_LRS, THRESHOLD
@@ -290,24 +463,38 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("levels", cmd_levels, "rank fine concepts by how hard they are to forget apart from their siblings (train data only)")
     sp.add_argument("--model", default="mini-clip")
     sp.add_argument("--world", default="fashion")
+    sp.add_argument("--data-root", help="folder of a jsonl or imagefolder world")
+    sp.add_argument("--hierarchy", help="YAML/JSON hierarchy for a jsonl or imagefolder world")
+    _add_runtime_args(sp, training=False)
 
     sp = add("demo", cmd_demo, "the main job: zero-shot table, then forget the default request with nhl-kl")
     _add_session_args(sp)
+
+    from .perf import PerfOptions
+
+    pd = PerfOptions()
+    sp = add("perf", cmd_perf, "measure unlearning step time per method against plain fine-tuning, evaluation throughput and peak memory")
+    sp.add_argument("--model", default=pd.model, help="backbone spec (random-init specs need no weights)")
+    sp.add_argument("--methods", nargs="+", help="default: all registered")
+    sp.add_argument("--batch-size", type=int, default=pd.batch_size)
+    sp.add_argument("--images", type=int, default=pd.images, help="images for the evaluation-throughput measurement")
+    sp.add_argument("--image-size", type=int, default=pd.image_size, help="synthetic image side in pixels (0 = the model's own)")
+    sp.add_argument("--classes", type=int, default=pd.classes, help="fine classes of the synthetic world")
+    sp.add_argument("--steps", type=int, default=pd.steps, help="timed steps per method")
+    sp.add_argument("--epochs", type=int, default=pd.epochs, help="epochs of the nhl-kl run that measures the overhead outside the steps")
+    sp.add_argument("--json", help="also write the results as JSON here")
+    _add_runtime_args(sp, training=True)
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _quiet_libraries()
-    from .backbones import BackboneError
-    from .concepts import HierarchyError
-    from .data import DatasetError
     from .registry import RegistryError
-    from .request import RequestError
 
     try:
         return args.fn(args)
-    except (BackboneError, HierarchyError, DatasetError, RegistryError, RequestError, ValueError) as e:
+    except (ValueError, RegistryError) as e:  # every ktmu error type derives from these; real bugs keep their traceback
         print(f"ktmu: error: {e}", file=sys.stderr)
         return 2
 

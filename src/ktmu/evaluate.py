@@ -1,4 +1,4 @@
-"""Zero-shot evaluation: class-name text features computed once per evaluation, images embedded once per model."""
+"""Zero-shot evaluation: class-name text features computed once per evaluation, images streamed once per model."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -9,36 +9,12 @@ import torch
 from tqdm.auto import tqdm
 
 from .backbones import Backbone
+from .backbones.encode import class_text_features, embed_source
 from .data import ConceptDataset
+from .data.stream import image_source
 from .prompts import TEMPLATES
 
 ECE_BINS = 15  # the usual choice for expected calibration error (Guo et al., 2017)
-
-
-@torch.no_grad()
-def class_text_features(backbone: Backbone, names: Sequence[str], templates: Sequence[str] = TEMPLATES) -> torch.Tensor:
-    """One unit vector per class: the normalised mean of its template captions' features."""
-    prompts = [t.format(n) for n in names for t in templates]
-    feats = backbone.encode_texts(prompts).reshape(len(names), len(templates), -1).mean(1)
-    return torch.nn.functional.normalize(feats, dim=-1)
-
-
-def preprocess_images(dataset: ConceptDataset, preprocess, indices: Sequence[int] | None = None, progress: bool = False, desc: str = "images") -> torch.Tensor:
-    """Stack ``preprocess(image)`` for the chosen items into one tensor."""
-    idx = range(len(dataset)) if indices is None else indices
-    it = tqdm(idx, desc=f"preprocess {desc}", leave=False, disable=not progress)
-    return torch.stack([preprocess(dataset.load_image(int(i))) for i in it])
-
-
-@torch.no_grad()
-def embed_images(backbone: Backbone, images: torch.Tensor, batch_size: int = 1000, progress: bool = False, desc: str = "embed") -> torch.Tensor:
-    """Unit image features for a preprocessed image tensor, in eval mode, batch by batch."""
-    was_training = backbone.model.training
-    backbone.model.eval()
-    chunks = range(0, len(images), batch_size)
-    out = [backbone.encode_image(images[i : i + batch_size]).cpu() for i in tqdm(chunks, desc=desc, leave=False, disable=not progress)]
-    backbone.model.train(was_training)
-    return torch.cat(out) if out else torch.empty(0)
 
 
 def expected_calibration_error(probs: torch.Tensor, labels: torch.Tensor, bins: int = ECE_BINS) -> float:
@@ -83,6 +59,13 @@ class WorldEval:
     def coarse_acc(self) -> float:
         return accuracy(self.coarse_pred, self.coarse_labels)
 
+    @property
+    def top_class_share(self) -> float:
+        """The largest fraction of these images predicted as one fine class (1.0 = every image the same class)."""
+        if not len(self.fine_pred):
+            return float("nan")
+        return float(torch.bincount(self.fine_pred).max()) / len(self.fine_pred)
+
     def summary(self) -> dict:
         per_class = {n: accuracy(self.fine_pred[self.fine_labels == i], self.fine_labels[self.fine_labels == i]) for i, n in enumerate(self.fine_names)}
         out = {"fine_acc": self.fine_acc, "per_class": per_class, "ece": expected_calibration_error(self.fine_probs, self.fine_labels)}
@@ -94,25 +77,34 @@ class WorldEval:
 class ZeroShotEvaluator:
     """Evaluates any number of models of one image preprocessing on one labelled split.
 
-    Images are preprocessed once at construction; each :meth:`evaluate` embeds them once and
-    computes the class-name text features once.
+    The split is streamed (or, when small and in memory, preprocessed once); each
+    :meth:`evaluate` embeds its images once and computes the class-name text features once.
     """
 
-    def __init__(self, dataset: ConceptDataset, preprocess, templates: Sequence[str] = TEMPLATES, progress: bool = False) -> None:
+    def __init__(self, dataset: ConceptDataset, preprocess, templates: Sequence[str] = TEMPLATES, progress: bool = False,
+                 batch_size: int = 256, workers: int = 0) -> None:
         self.dataset = dataset
         self.templates = tuple(templates)
         self.progress = progress
-        self.images = preprocess_images(dataset, preprocess, progress=progress, desc=dataset.hierarchy.name)
-        self.fine_labels = torch.as_tensor(dataset.fine_labels)
-        self.coarse_labels = torch.as_tensor(dataset.coarse_labels)
+        self.batch_size = batch_size
+        self.workers = workers
+        self.source = image_source(dataset, preprocess, progress=progress)
+        self.fine_labels = self.source.fine
+        self.coarse_labels = self.source.coarse
+
+    def features(self, backbone: Backbone) -> torch.Tensor:
+        """Unit image features of the whole split (float32, CPU)."""
+        return embed_source(backbone, self.source, batch_size=self.batch_size, workers=self.workers, progress=self.progress,
+                            desc=f"embed {self.dataset.hierarchy.name}")
 
     @torch.no_grad()
-    def evaluate(self, backbone: Backbone) -> WorldEval:
+    def evaluate(self, backbone: Backbone, image_feats: torch.Tensor | None = None) -> WorldEval:
+        """Zero-shot predictions; ``image_feats`` reuses features already computed for this model."""
         world = self.dataset.hierarchy
-        image_feats = embed_images(backbone, self.images, progress=self.progress, desc=f"embed {world.name}")
-        scale = backbone.logit_scale().detach().cpu()
-        fine_text = class_text_features(backbone, world.fine_names, self.templates).cpu()
-        coarse_text = class_text_features(backbone, world.coarse_names, self.templates).cpu()
+        image_feats = self.features(backbone) if image_feats is None else image_feats
+        scale = backbone.logit_scale().detach().float().cpu()
+        fine_text = class_text_features(backbone, world.fine_names, self.templates).float().cpu()
+        coarse_text = class_text_features(backbone, world.coarse_names, self.templates).float().cpu()
         fine_logits = scale * image_feats @ fine_text.T
         coarse_logits = image_feats @ coarse_text.T
         return WorldEval(

@@ -1,8 +1,12 @@
-"""Request -> forget set -> unlearning -> evaluation: the pieces ``ktmu unlearn``/``bench``/``demo`` share."""
+"""Request -> forget set -> unlearning -> evaluation: the pieces ``ktmu unlearn``/``bench``/``demo`` share.
+
+Everything that can be checked without the model is checked first (world, level, concepts, goal,
+that the test split covers the request, the zero-shot domains); only then is the model loaded.
+"""
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Sequence
 
@@ -10,16 +14,30 @@ import torch
 
 from .backbones import Backbone, load_backbone
 from .concepts import Hierarchy
-from .data import load_dataset
+from .data import ConceptDataset, load_dataset
+from .domains import DomainChoice, parse_zero_shot
+from .forget_set import ForgetSet
 from .methods import build_method
 from .metrics import summarize
-from .protocol import UnlearningEvaluator
+from .protocol import UnlearningEvaluator, check_test_covers_request
 from .provenance import git_commit, versions
 from .request import MAX_PER_CONCEPT, UnlearningRequest
-from .train import ForgetSet, TrainConfig, unlearn
+from .results import RunRecord
+from .train import Reference, TrainConfig, compute_reference, unlearn
 
-BUILTIN_WORLDS = ("fashion", "digits")
 DEFAULT_LEVEL = "difficult"
+
+
+@dataclass
+class RuntimeOptions:
+    """Where and how the model runs: device, precision, which weights train, memory savers, data workers."""
+
+    device: str = "cpu"  # auto | cpu | cuda | cuda:N
+    precision: str = "fp32"  # fp32 | bf16 | amp-fp16 (weights stay fp32; autocast for compute)
+    train: str = "default"  # which weights train: default (the backbone's own choice), both, image, text, ... ('+'-joined)
+    grad_checkpointing: bool = False  # recompute activations in backward: ViT-L/14 at batch 32 in 24 GB
+    workers: int = 0  # DataLoader worker processes for streamed images
+    eval_batch_size: int = 256  # images per forward pass during evaluation
 
 
 @dataclass
@@ -31,10 +49,20 @@ class Session:
     request: UnlearningRequest
     forget: ForgetSet
     evaluator: UnlearningEvaluator | None  # None for sessions that must not see test data (tuning)
-    original_state: dict[str, torch.Tensor]
+    original_state: dict[str, torch.Tensor]  # the trainable weights before unlearning: the one copy, on the device
     original_scores: dict | None
     max_per_concept: int
     seed: int
+    runtime: RuntimeOptions = field(default_factory=RuntimeOptions)
+    notes: list[str] = field(default_factory=list)  # said once to the user (e.g. the zero-shot default)
+    _reference: Reference | None = None
+
+    def reference(self) -> Reference:
+        """The original model's forget-set outputs, computed on first use and reused by every method."""
+        if self._reference is None:
+            self.backbone.load_trainable(self.original_state)
+            self._reference = compute_reference(self.backbone, self.forget, self.world, workers=self.runtime.workers)
+        return self._reference
 
 
 def level_request(world: Hierarchy, level: str) -> list[str]:
@@ -42,8 +70,43 @@ def level_request(world: Hierarchy, level: str) -> list[str]:
     if level not in world.levels:
         from .registry import suggest
 
-        raise ValueError(f"world {world.name!r} has no level {level!r}.{suggest(level, list(world.levels))} Levels: {', '.join(world.levels)}.")
+        raise ValueError(f"world {world.name!r} has no level {level!r}.{suggest(level, list(world.levels))} Levels: {', '.join(world.levels) or 'none'}.")
     return list(world.levels[level])
+
+
+@dataclass
+class Plan:
+    """Everything a session needs that can be checked before the model loads."""
+
+    train: ConceptDataset
+    test: ConceptDataset | None
+    request: UnlearningRequest
+    domains: list[DomainChoice]
+    notes: list[str]
+
+
+def plan_session(
+    forget: Sequence[str] | None = None,
+    goal: str = "fine",
+    world: str = "fashion",
+    model: str = "mini-clip",
+    level: str = DEFAULT_LEVEL,
+    evaluate: bool = True,
+    data_options: dict | None = None,
+    zero_shot: Sequence[str] | None = None,
+) -> Plan:
+    """Load the world's splits, resolve the request and the zero-shot domains; no model is touched."""
+    opts = data_options or {}
+    train = load_dataset(world, "train", **opts)
+    names = list(forget) if forget else level_request(train.hierarchy, level)
+    request = UnlearningRequest.parse(train.hierarchy, names, goal)
+    test, domains, notes = None, [], []
+    if evaluate:
+        test = load_dataset(world, "test", **opts)
+        check_test_covers_request(request, test)
+        domains, note = parse_zero_shot(zero_shot, model, world)
+        notes += [note] if note else []
+    return Plan(train, test, request, domains, notes)
 
 
 def open_session(
@@ -58,65 +121,76 @@ def open_session(
     evaluate: bool = True,
     data_options: dict | None = None,
     device: str = "cpu",
+    zero_shot: Sequence[str] | None = None,
+    runtime: RuntimeOptions | None = None,
+    plan: Plan | None = None,
 ) -> Session:
-    """Load the model and data, resolve the request (``forget=None`` -> the level's request) and score the original.
+    """Check the request, then load the model and score the original (``forget=None`` -> the level's request).
 
     ``evaluate=False`` loads no test data at all (for tuning on forget-set data only).
     ``data_options`` go to the world's dataset loader (e.g. ``{"root": DIR, "hierarchy": FILE}``
-    for ``jsonl`` and ``imagefolder`` worlds); zero-shot is measured on the built-in worlds other
-    than ``world``.
+    for ``jsonl`` and ``imagefolder`` worlds). ``zero_shot``: ``--zero-shot`` entries (None = the
+    default for the backbone, see :func:`ktmu.domains.parse_zero_shot`).
     """
-    backbone = load_backbone(model, device=device)
-    opts = data_options or {}
-    train = load_dataset(world, "train", **opts)
-    names = list(forget) if forget else level_request(train.hierarchy, level)
-    request = UnlearningRequest.parse(train.hierarchy, names, goal)
-    forget_set = ForgetSet.from_request(request, train, backbone.preprocess, max_per_concept, seed)
+    rt = runtime or RuntimeOptions(device=device)
+    plan = plan or plan_session(forget, goal, world, model, level, evaluate, data_options, zero_shot)
+    backbone = load_backbone(model, device=rt.device, precision=rt.precision)
+    backbone.set_trainable(rt.train)
+    if rt.grad_checkpointing:
+        backbone.set_grad_checkpointing(True)
+    forget_set = ForgetSet.from_request(plan.request, plan.train, backbone.preprocess, max_per_concept, seed, progress=progress)
     evaluator, original_scores = None, None
-    if evaluate:
-        others = [load_dataset(w, "test") for w in BUILTIN_WORLDS if w != world]
-        evaluator = UnlearningEvaluator(request, load_dataset(world, "test", **opts), others, backbone.preprocess, progress=progress)
+    if evaluate and plan.test is not None:
+        others = [(c.domain.open(c.root), c.domain.templates) for c in plan.domains]
+        evaluator = UnlearningEvaluator(plan.request, plan.test, others, backbone.preprocess, progress=progress,
+                                        batch_size=rt.eval_batch_size, workers=rt.workers)
         original_scores = evaluator.evaluate(backbone)
-    return Session(backbone, train.hierarchy, request, forget_set, evaluator, backbone.snapshot(), original_scores, max_per_concept, seed)
-
-
-def recorded_scores(d: dict) -> dict:
-    """The accuracies that results.json records (the per-class and per-domain detail goes elsewhere)."""
-    return {k: v for k, v in d.items() if k not in ("per_class_fine", "domains")}
+    return Session(backbone, plan.train.hierarchy, plan.request, forget_set, evaluator, backbone.copy_trainable(), original_scores,
+                   max_per_concept, seed, rt, list(plan.notes))
 
 
 def run_method(session: Session, method: str, train_cfg: TrainConfig | None = None, progress: bool = True, **hyper) -> dict:
     """Unlearn with ``method`` from the session's original weights; returns the results.json record."""
     if session.evaluator is None or session.original_scores is None:
         raise ValueError("this session was opened with evaluate=False; open one with evaluate=True to score methods.")
-    session.backbone.restore(session.original_state)
     m = build_method(method, **hyper)
-    cfg = train_cfg or TrainConfig(seed=session.seed)
+    cfg = train_cfg or TrainConfig(seed=session.seed, workers=session.runtime.workers)
+    reference = session.reference() if (m.needs_reference or m.needs_features) else None
+    session.backbone.load_trainable(session.original_state)
     t0 = time.time()
-    log = unlearn(session.backbone, m, session.forget, session.world, cfg, progress=progress)
+    log = unlearn(session.backbone, m, session.forget, session.world, cfg, progress=progress, original=session.original_state, reference=reference)
     train_seconds = time.time() - t0
     scores = session.evaluator.evaluate(session.backbone)
     summary = summarize(session.original_scores, scores, session.request.goal)
-    return {
-        "method": m.name,
-        "request": {**session.request.describe(), "forget_set_size": len(session.forget), "max_per_concept": session.max_per_concept},
-        "original": recorded_scores(session.original_scores),
-        "unlearned": recorded_scores(scores),
-        **summary,
-        "per_class_fine": {"original": session.original_scores["per_class_fine"], "unlearned": scores["per_class_fine"]},
-        "config": {
+    record = RunRecord(
+        method=m.name,
+        request={**session.request.describe(), "forget_set_size": len(session.forget), "max_per_concept": session.max_per_concept},
+        original=session.original_scores,
+        unlearned=scores,
+        summary=summary,
+        per_class_fine={"original": session.original_scores["per_class_fine"], "unlearned": scores["per_class_fine"]},
+        config={
             "model": session.backbone.name,
             "method": m.hyperparameters(),
             "train": {**asdict(cfg), "lr": log.lr, "epochs": len(log.epochs)},
+            "runtime": asdict(session.runtime),
             "selected_epoch": log.selected_epoch,
-            "selection_rule": "lowest forget-train accuracy at the forgotten level (fine goal: fine), earliest on ties",
+            "selection_rule": selection_rule(session.request.goal),
             "epochs": log.epochs,
             "train_seconds": round(train_seconds, 2),
+            "seconds": log.seconds,
         },
-        "seed": session.seed,
-        "git_commit": git_commit(),
-        "versions": versions(),
-    }
+        seed=session.seed,
+        git_commit=git_commit(),
+        versions=versions(),
+    )
+    return record.to_json()
+
+
+def selection_rule(goal: str) -> str:
+    """The checkpoint-selection rule in words, for results.json."""
+    level = {"fine": "fine accuracy", "coarse": "coarse accuracy", "hybrid": "mean of fine accuracy and coarse accuracy of forgotten coarse concepts"}[goal]
+    return f"lowest forget-train {level} ({goal} goal), earliest on ties"
 
 
 def save_unlearned(session: Session, out_dir: str | Path, record: dict) -> Path:

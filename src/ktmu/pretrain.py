@@ -26,8 +26,9 @@ from tqdm.auto import tqdm
 from .backbones import Backbone
 from .concepts import Hierarchy
 from .data import ConceptDataset
-from .evaluate import preprocess_images
+from .data.stream import CachedImageSource
 from .prompts import TEMPLATES
+from .schedule import warmup_cosine_scheduler
 
 
 @dataclass
@@ -101,7 +102,7 @@ def pretrain(
         idx = np.arange(len(ds))
         if cfg.limit_per_world:
             idx = np.random.default_rng(cfg.seed).permutation(idx)[: cfg.limit_per_world]
-        imgs = preprocess_images(ds, backbone.preprocess, idx, progress=progress, desc=ds.hierarchy.name)
+        imgs = CachedImageSource(ds, backbone.preprocess, idx, progress=progress).tensor
         worlds.append(
             _World(ds.hierarchy, imgs, torch.as_tensor(ds.fine_labels[idx]) + fo, torch.as_tensor(ds.coarse_labels[idx]) + co,
                    fo, co, ds.hierarchy.name in cfg.hflip_worlds)
@@ -130,9 +131,7 @@ def pretrain(
 
     params = [p for _, p in backbone.named_trainable_parameters()]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / total)))
-    )
+    sched = warmup_cosine_scheduler(opt, warmup, total)
     logs = []
     model.train()
     bar = tqdm(total=total, desc="pretrain", disable=not progress)

@@ -33,3 +33,18 @@ def versions() -> dict[str, str]:
 
 def command_line() -> str:
     return "ktmu " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+
+
+def file_record(path: str | Path) -> dict[str, str]:
+    """A path with a content hash: sha256 of a file, or of a folder's small index files (``*.jsonl``, ``*.yaml``, ``*.json``, ``*.txt``)."""
+    import hashlib
+
+    p = Path(path)
+    h = hashlib.sha256()
+    files = [p] if p.is_file() else sorted(f for f in p.glob("*") if f.is_file() and f.suffix in (".jsonl", ".yaml", ".yml", ".json", ".txt")) if p.is_dir() else []
+    for f in files:
+        h.update(f.name.encode())
+        with open(f, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+    return {"path": str(p.resolve()), "sha256": h.hexdigest() if files else "missing"}

@@ -1,11 +1,16 @@
 """The one unlearning loop that serves every loss-based method.
 
-Per step: one forget-set batch, one randomly chosen prompt template (as in the study), text
-features for all fine and coarse class names under that template, and the method's loss on the
-resulting logits. The frozen original model's outputs are computed once before training (the
-forget images are not augmented and the original never changes) and only when the method needs
-them. Weights are trained in eval mode: batch-norm statistics of a forget-set-only stream would
-otherwise drift and damage every other concept.
+Per step: one forget-set batch (split across processes under ``accelerate launch``), one randomly
+chosen prompt template (as in the study), text features for all fine and coarse class names under
+that template (computed once per template when no text weight trains), and the method's loss on
+the resulting logits. The frozen original model's outputs are computed once (the forget images are
+not augmented and the original never changes) and only when the method needs them. Weights are
+trained in eval mode: batch-norm statistics of a forget-set-only stream would otherwise drift and
+damage every other concept.
+
+Lean state: the original trainable weights are held once (by the caller, on the device), the best
+epoch's weights are copied into one preallocated buffer on the device, and task-vector arithmetic
+runs in place where the weights live; nothing is copied to the CPU.
 
 Checkpoint selection uses forget-set data only, as in the study: after each epoch the candidate
 weights (for task vectors, the negated ones) are scored by zero-shot accuracy on the forget train
@@ -17,74 +22,43 @@ from __future__ import annotations
 
 import math
 import random
+import time
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import torch
 from tqdm.auto import tqdm
 
 from .backbones import Backbone
+from .backbones.encode import class_text_features, embed_source
 from .concepts import Hierarchy
-from .data import ConceptDataset
-from .evaluate import class_text_features, embed_images, preprocess_images
-from .methods import Batch, UnlearningMethod
+from .data.stream import chunked, iter_batches
+from .dist import Dist, DistError, get_dist
+from .forget_set import ForgetSet, class_mask
+from .methods import UnlearningMethod
 from .methods.salun import saliency_mask
 from .prompts import TEMPLATES
-from .request import MAX_PER_CONCEPT, UnlearningRequest, forget_set_indices
+from .schedule import warmup_cosine_scheduler
 from .train_config import TrainConfig
 
-
-def class_mask(indices: Sequence[int], n: int) -> torch.Tensor:
-    """A (n,) boolean mask with ``indices`` set."""
-    mask = torch.zeros(n, dtype=torch.bool)
-    mask[list(indices)] = True
-    return mask
+__all__ = ["ForgetSet", "Reference", "TrainConfig", "TrainLog", "TrainingError", "class_mask", "compute_reference", "forget_scores", "unlearn"]
 
 
-@dataclass
-class ForgetSet:
-    """Preprocessed forget images with their labels and which coarse labels are forgotten."""
-
-    images: torch.Tensor
-    fine: torch.Tensor
-    coarse: torch.Tensor
-    forget_coarse: torch.Tensor  # (N,) whether each image's coarse label is forgotten
-    fine_classes: torch.Tensor | None = None  # (F,) bool: every fine class the request forgets
-    coarse_classes: torch.Tensor | None = None  # (C,) bool: every coarse class the request forgets
-
-    @classmethod
-    def from_request(cls, request: UnlearningRequest, train: ConceptDataset, preprocess, max_per_concept: int = MAX_PER_CONCEPT, seed: int = 0) -> "ForgetSet":
-        """The proxy forget set of a request: preprocessed train images of its forgotten fine concepts only."""
-        idx = forget_set_indices(request, train, max_per_concept, seed)
-        coarse = torch.as_tensor(train.coarse_labels[idx])
-        return cls(
-            images=preprocess_images(train, preprocess, idx),
-            fine=torch.as_tensor(train.fine_labels[idx]),
-            coarse=coarse,
-            forget_coarse=torch.isin(coarse, torch.as_tensor(request.forget_coarse)),
-            fine_classes=class_mask(request.forget_fine, len(train.hierarchy.fine)),
-            coarse_classes=class_mask(request.forget_coarse, len(train.hierarchy.coarse)),
-        )
-
-    def batch(self, idx, fine_logits: torch.Tensor, coarse_logits: torch.Tensor, **kw) -> Batch:
-        """The method's view of images ``idx`` given their logits."""
-        dev = fine_logits.device
-        to = lambda t: None if t is None else t.to(dev)  # noqa: E731
-        return Batch(fine_logits, coarse_logits, self.fine[idx].to(dev), self.coarse[idx].to(dev), self.forget_coarse[idx].to(dev),
-                     fine_forgotten=to(self.fine_classes), coarse_forgotten=to(self.coarse_classes), **kw)
-
-    def __len__(self) -> int:
-        return len(self.images)
+class TrainingError(ValueError):
+    """Training that cannot go on (e.g. a non-finite loss); the message says what to change."""
 
 
 @dataclass
-class _Reference:
-    """The original model's outputs on the forget set, per template."""
+class Reference:
+    """The original model's outputs on the forget set: image features and per-template text features."""
 
-    image: torch.Tensor  # (N, D)
+    image: torch.Tensor  # (N, D) unit features, CPU
     fine_text: torch.Tensor  # (T, F, D)
     coarse_text: torch.Tensor  # (T, C, D)
-    scale: torch.Tensor
+    scale: torch.Tensor  # ()
+
+    def logits(self, positions: torch.Tensor, template: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        img = self.image[positions]
+        return ((self.scale * img @ self.fine_text[template].T).to(device), (self.scale * img @ self.coarse_text[template].T).to(device))
 
 
 @dataclass
@@ -92,25 +66,24 @@ class TrainLog:
     epochs: list[dict] = field(default_factory=list)
     selected_epoch: int = 0
     lr: float = 0.0
+    seconds: dict[str, float] = field(default_factory=dict)  # steps, scoring, reference, saliency, other
 
 
-def _text_tokens(backbone: Backbone, world: Hierarchy) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    return [
-        (backbone.tokenize([t.format(n) for n in world.fine_names]), backbone.tokenize([t.format(n) for n in world.coarse_names]))
-        for t in TEMPLATES
-    ]
-
-
-@torch.no_grad()
-def _reference(backbone: Backbone, forget: ForgetSet, tokens: list[tuple[torch.Tensor, torch.Tensor]]) -> _Reference:
-    image = embed_images(backbone, forget.images, batch_size=256)
-    fine = torch.stack([backbone.encode_text(f).cpu() for f, _ in tokens])
-    coarse = torch.stack([backbone.encode_text(c).cpu() for _, c in tokens])
-    return _Reference(image, fine, coarse, backbone.logit_scale().detach().cpu())
+def _template_tokens(backbone: Backbone, names: list[str]) -> list:
+    return [backbone.tokenize([t.format(n) for n in names]) for t in TEMPLATES]
 
 
 @torch.no_grad()
-def forget_scores(backbone: Backbone, forget: ForgetSet, world: Hierarchy) -> dict[str, float]:
+def compute_reference(backbone: Backbone, forget: ForgetSet, world: Hierarchy, batch_size: int = 256, workers: int = 0) -> Reference:
+    """The frozen original's forget-set image features and per-template class text features (computed once)."""
+    image = embed_source(backbone, forget.source, batch_size=batch_size, workers=workers)
+    fine = torch.stack([backbone.encode_text(tok).float().cpu() for tok in _template_tokens(backbone, world.fine_names)])
+    coarse = torch.stack([backbone.encode_text(tok).float().cpu() for tok in _template_tokens(backbone, world.coarse_names)])
+    return Reference(image, fine, coarse, backbone.logit_scale().detach().float().cpu())
+
+
+@torch.no_grad()
+def forget_scores(backbone: Backbone, forget: ForgetSet, world: Hierarchy, batch_size: int = 256, workers: int = 0) -> dict[str, float]:
     """Zero-shot (template ensemble) accuracies on the forget-set images, and the selection score.
 
     ``forget_fine``: fine accuracy on all of them; ``forget_coarse``: coarse accuracy on all of
@@ -118,9 +91,9 @@ def forget_scores(backbone: Backbone, forget: ForgetSet, world: Hierarchy) -> di
     fine goal, coarse accuracy for a coarse goal, their mean (coarse over the images whose coarse
     label is forgotten) for a hybrid goal.
     """
-    feats = embed_images(backbone, forget.images, batch_size=256)
-    fine = (feats @ class_text_features(backbone, world.fine_names).cpu().T).argmax(1) == forget.fine
-    coarse = (feats @ class_text_features(backbone, world.coarse_names).cpu().T).argmax(1) == forget.coarse
+    feats = embed_source(backbone, forget.source, batch_size=batch_size, workers=workers)
+    fine = (feats @ class_text_features(backbone, world.fine_names).float().cpu().T).argmax(1) == forget.fine
+    coarse = (feats @ class_text_features(backbone, world.coarse_names).float().cpu().T).argmax(1) == forget.coarse
     pct = lambda hits: float(hits.float().mean() * 100) if len(hits) else float("nan")  # noqa: E731
     out = {"forget_fine": pct(fine), "forget_coarse": pct(coarse)}
     forgotten = forget.forget_coarse
@@ -133,21 +106,38 @@ def forget_scores(backbone: Backbone, forget: ForgetSet, world: Hierarchy) -> di
     return out
 
 
-def _saliency(backbone: Backbone, method: UnlearningMethod, forget: ForgetSet, world: Hierarchy, params: dict, batch_size: int) -> dict[str, torch.Tensor]:
-    """Gradient magnitude of the method's saliency loss over the whole forget set -> boolean masks."""
-    grads = {n: torch.zeros_like(p) for n, p in params.items()}
+def _saliency_masks(backbone: Backbone, method: UnlearningMethod, forget: ForgetSet, world: Hierarchy, params: dict[str, torch.nn.Parameter],
+                    fraction: float, cfg: TrainConfig, dist: Dist) -> dict[str, torch.Tensor]:
+    """Gradient magnitude of the method's saliency loss over the whole forget set -> boolean masks.
+
+    Gradients accumulate in the parameters' own ``.grad`` (no second copy of the weights).
+    """
+    for p in params.values():
+        p.grad = None
     fine_text = class_text_features(backbone, world.fine_names)
     coarse_text = class_text_features(backbone, world.coarse_names)
-    for i in range(0, len(forget), batch_size):
-        sl = slice(i, i + batch_size)
-        img = backbone.encode_image(forget.images[sl])
-        scale = backbone.logit_scale()
-        batch = forget.batch(sl, scale * img @ fine_text.T, scale * img @ coarse_text.T)
-        g = torch.autograd.grad(method.saliency_loss(batch), list(params.values()), allow_unused=True)  # type: ignore[attr-defined]
-        for (n, _), gi in zip(params.items(), g):
-            if gi is not None:
-                grads[n] += gi
-    return saliency_mask(grads, method.saliency_fraction)  # type: ignore[attr-defined]
+    n = len(forget)
+    for positions in chunked(dist.shard(n), cfg.batch_size):
+        for images, pos in iter_batches(forget.source, [positions], backbone.device, cfg.workers):
+            img = backbone.encode_image(images)
+            scale = backbone.logit_scale()
+            batch = forget.batch(pos, scale * img @ fine_text.T, scale * img @ coarse_text.T)
+            (method.saliency_loss(batch) * len(pos) / n).backward()
+    dist.all_reduce_grads_(params.values())
+    grads = {k: (p.grad if p.grad is not None else torch.zeros_like(p)) for k, p in params.items()}
+    masks = saliency_mask(grads, fraction)
+    for p in params.values():
+        p.grad = None
+    return masks
+
+
+def _check_batches(n: int, batch_size: int, dist: Dist) -> None:
+    smallest = n % batch_size or batch_size
+    if min(smallest, batch_size, n) < dist.world:
+        raise DistError(
+            f"{dist.world} processes but a forget batch of {min(smallest, n)} image(s): every process needs at least one image per step. "
+            f"Launch at most {min(smallest, n)} processes, or raise --batch-size / --max-per-concept."
+        )
 
 
 def unlearn(
@@ -157,72 +147,133 @@ def unlearn(
     world: Hierarchy,
     cfg: TrainConfig = TrainConfig(),
     progress: bool = True,
+    original: dict[str, torch.Tensor] | None = None,
+    reference: Reference | None = None,
 ) -> TrainLog:
-    """Unlearn in place; on return the backbone holds the selected epoch's weights."""
+    """Unlearn in place; on return the backbone holds the selected epoch's weights.
+
+    ``original``: the trainable weights to start from and to negate against (the caller's single
+    copy; taken from the backbone when None). ``reference``: the original's outputs on the forget
+    set, reused across runs when given (computed here only when the method needs them).
+    """
+    dist = get_dist()
+    t_start = time.perf_counter()
+    seconds = {"steps": 0.0, "scoring": 0.0, "reference": 0.0, "saliency": 0.0}
     torch.manual_seed(cfg.seed)
     rng = random.Random(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
     lr = cfg.lr if cfg.lr is not None else method.lr
     epochs = cfg.epochs if cfg.epochs is not None else method.epochs
+    n = len(forget)
+    _check_batches(n, cfg.batch_size, dist)
     model = backbone.model
     model.eval()
-
-    tokens = _text_tokens(backbone, world)
-    ref = _reference(backbone, forget, tokens) if method.needs_reference else None
-    original = backbone.snapshot()
+    device = backbone.device
     params = dict(backbone.named_trainable_parameters())
-    masks = _saliency(backbone, method, forget, world, params, cfg.batch_size) if hasattr(method, "saliency_fraction") else None
+    if original is None:
+        original = backbone.copy_trainable()
+
+    fine_tokens = _template_tokens(backbone, world.fine_names)
+    coarse_tokens = _template_tokens(backbone, world.coarse_names)
+    name_tokens = _template_tokens(backbone, list(forget.names)) if method.needs_features and forget.names else None
+    fixed_text = None
+    if not backbone.text_trainable:  # frozen text: each template's class features once, not every step
+        with torch.no_grad():
+            fixed_text = [(backbone.encode_text(f), backbone.encode_text(c)) for f, c in zip(fine_tokens, coarse_tokens)]
+
+    t0 = time.perf_counter()
+    if (method.needs_reference or method.needs_features) and reference is None:
+        reference = compute_reference(backbone, forget, world, workers=cfg.workers)
+    seconds["reference"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    fraction = method.update_mask_fraction()
+    masks = _saliency_masks(backbone, method, forget, world, params, fraction, cfg, dist) if fraction is not None else None
+    seconds["saliency"] = time.perf_counter() - t0
 
     opt = torch.optim.AdamW(params.values(), lr=lr, weight_decay=cfg.weight_decay)
-    steps_per_epoch = math.ceil(len(forget) / cfg.batch_size)
+    steps_per_epoch = math.ceil(n / cfg.batch_size)
     total = max(1, steps_per_epoch * epochs)
-    warmup = max(1, int(cfg.warmup_frac * total))
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / total)))
-    )
-    finalize = getattr(method, "finalize", None)
+    sched = warmup_cosine_scheduler(opt, max(1, int(cfg.warmup_frac * total)), total)
+    scaler = torch.amp.GradScaler(device.type) if backbone.precision == "amp-fp16" else None
     log = TrainLog(lr=lr)
-    best_acc, best_state = math.inf, original
-    bar = tqdm(total=total, desc=f"unlearn {method.name}", leave=False, disable=not progress)
+    best_acc, best = math.inf, None
+    bar = tqdm(total=total, desc=f"unlearn {method.name}", leave=False, disable=not (progress and dist.is_main))
     for epoch in range(1, epochs + 1):
-        order = torch.randperm(len(forget), generator=gen)
-        sums: dict[str, float] = {}
-        for s in range(steps_per_epoch):
-            b = order[s * cfg.batch_size : (s + 1) * cfg.batch_size]
+        t_epoch = time.perf_counter()
+        order = torch.randperm(n, generator=gen)
+        steps = [order[s * cfg.batch_size : (s + 1) * cfg.batch_size] for s in range(steps_per_epoch)]
+        mine = [dist.split_batch(b) for b in steps]
+        sums = torch.zeros(0)
+        keys: list[str] = []
+        for b, (images, pos) in zip(steps, iter_batches(forget.source, mine, device, cfg.workers)):
             t = rng.randrange(len(TEMPLATES))
-            fine_text = backbone.encode_text(tokens[t][0])
-            coarse_text = backbone.encode_text(tokens[t][1])
-            img = backbone.encode_image(forget.images[b])
+            if fixed_text is not None:
+                fine_text, coarse_text = fixed_text[t]
+            else:
+                fine_text, coarse_text = backbone.encode_text(fine_tokens[t]), backbone.encode_text(coarse_tokens[t])
+            img = backbone.encode_image(images)
             scale = backbone.logit_scale()
-            batch = forget.batch(b, scale * img @ fine_text.T, scale * img @ coarse_text.T, generator=gen)
-            if ref is not None:
-                batch.ref_fine_logits = (ref.scale * ref.image[b] @ ref.fine_text[t].T).to(img.device)
-                batch.ref_coarse_logits = (ref.scale * ref.image[b] @ ref.coarse_text[t].T).to(img.device)
+            extra = {}
+            if reference is not None and method.needs_reference:
+                extra["ref_fine_logits"], extra["ref_coarse_logits"] = reference.logits(pos, t, device)
+            if method.needs_features:
+                extra.update(image_features=img, ref_image_features=reference.image[pos].to(device), fine_text=fine_text, coarse_text=coarse_text,
+                             forgotten_name_text=backbone.encode_text(name_tokens[t]) if name_tokens else None, logit_scale=scale)
+            batch = forget.batch(pos, scale * img @ fine_text.T, scale * img @ coarse_text.T, generator=gen, **extra)
             terms = method.loss(batch)
+            share = len(pos) / len(b) * dist.world  # the all-reduce sums: weight each process by its share of the batch
+            loss = terms["loss"].float() * share / dist.world
             opt.zero_grad(set_to_none=True)
-            terms["loss"].backward()
+            (scaler.scale(loss) if scaler else loss).backward()
+            dist.all_reduce_grads_(params.values())
             if masks is not None:
-                for n, p in params.items():
+                for k, p in params.items():
                     if p.grad is not None:
-                        p.grad.mul_(masks[n])
-            opt.step()
+                        p.grad.mul_(masks[k])
+            values = torch.stack([v.detach().float().cpu() * len(pos) / len(b) for v in terms.values()])
+            dist.all_reduce_sum_(values)
+            if not torch.isfinite(values[0]):
+                raise TrainingError(
+                    f"the {method.name} loss became {float(values[0])} at epoch {epoch}; no model was written. "
+                    f"Lower the learning rate (now {lr:g}) or check the method's settings."
+                )
+            if scaler:
+                scaler.step(opt)
+                scaler.update()
+            else:
+                opt.step()
             sched.step()
-            for k, v in terms.items():
-                sums[k] = sums.get(k, 0.0) + float(v.detach())
+            keys = list(terms)
+            sums = values if not len(sums) else sums + values
             bar.update(1)
-        current = backbone.snapshot() if finalize else None
-        if finalize:
-            backbone.restore(finalize(original, current))
-        scores = forget_scores(backbone, forget, world)
+        seconds["steps"] += time.perf_counter() - t_epoch
+
+        t0 = time.perf_counter()
+        current = None
+        if method.rewrites_weights:
+            current = backbone.copy_trainable()
+            method.finalize_(params, original)
+        scores = forget_scores(backbone, forget, world, workers=cfg.workers)
         acc = scores["score"]
         record = {"epoch": epoch, "forget_train_fine_acc": scores["forget_fine"], "forget_train_coarse_acc": scores["forget_coarse"],
-                  "selection_score": acc, **{k: v / steps_per_epoch for k, v in sums.items()}}
+                  "selection_score": acc, **{k: float(v) / steps_per_epoch for k, v in zip(keys, sums)}}
         log.epochs.append(record)
         bar.set_postfix(epoch=epoch, forget_acc=f"{acc:.1f}", loss=f"{record['loss']:.3f}")
         if acc < best_acc:
-            best_acc, best_state, log.selected_epoch = acc, backbone.snapshot(), epoch
-        if finalize:
-            backbone.restore(current)  # type: ignore[arg-type]
+            best_acc, log.selected_epoch = acc, epoch
+            if best is None:
+                best = backbone.copy_trainable()
+            else:
+                with torch.no_grad():
+                    for k, p in params.items():
+                        best[k].copy_(p)
+        if current is not None:
+            backbone.load_trainable(current)
+        seconds["scoring"] += time.perf_counter() - t0
     bar.close()
-    backbone.restore(best_state)
+    backbone.load_trainable(best if best is not None else original)
+    seconds["total"] = time.perf_counter() - t_start
+    seconds["other"] = seconds["total"] - sum(v for k, v in seconds.items() if k != "total")
+    log.seconds = {k: round(v, 4) for k, v in seconds.items()}
     return log

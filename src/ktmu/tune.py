@@ -32,12 +32,14 @@ def tune_lr(session: Session, method: str, lrs: Sequence[float] = DEFAULT_LRS, e
     """Run ``method`` at each learning rate from the original weights; return the rows and the chosen rate."""
     rows = []
     for lr in sorted(lrs):
-        session.backbone.restore(session.original_state)
-        log = unlearn(session.backbone, build_method(method), session.forget, session.world,
-                      TrainConfig(lr=lr, epochs=epochs, seed=session.seed), progress=progress)
+        m = build_method(method)
+        reference = session.reference() if (m.needs_reference or m.needs_features) else None
+        session.backbone.load_trainable(session.original_state)
+        log = unlearn(session.backbone, m, session.forget, session.world, TrainConfig(lr=lr, epochs=epochs, seed=session.seed, workers=session.runtime.workers),
+                      progress=progress, original=session.original_state, reference=reference)
         best = log.epochs[log.selected_epoch - 1]
         rows.append(TuneRow(lr, log.selected_epoch, best["selection_score"], best["forget_train_coarse_acc"]))
-    session.backbone.restore(session.original_state)
+    session.backbone.load_trainable(session.original_state)
     reached = [r for r in rows if r.score <= threshold]
     chosen = reached[0] if reached else min(rows, key=lambda r: (r.score, r.lr))
     return rows, chosen.lr

@@ -1,0 +1,60 @@
+"""Encoding helpers over any :class:`Backbone`: class-name text features and streamed image features."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ..data.stream import ImageSource, chunked, iter_batches
+from ..dist import Dist, get_dist
+from ..prompts import TEMPLATES
+from .base import Backbone
+
+TEXT_BATCH = 1024  # prompts per text forward: 10 templates x 113 dog classes fit in two
+
+
+@torch.no_grad()
+def class_text_features(backbone: Backbone, names: Sequence[str], templates: Sequence[str] = TEMPLATES) -> torch.Tensor:
+    """One unit vector per class: the normalised mean of its template captions' features."""
+    prompts = [t.format(n) for n in names for t in templates]
+    feats = torch.cat([backbone.encode_texts(prompts[i : i + TEXT_BATCH]) for i in range(0, len(prompts), TEXT_BATCH)])
+    feats = feats.reshape(len(names), len(templates), -1).mean(1)
+    return torch.nn.functional.normalize(feats, dim=-1)
+
+
+@torch.no_grad()
+def embed_source(
+    backbone: Backbone,
+    source: ImageSource,
+    positions: Sequence[int] | np.ndarray | None = None,
+    batch_size: int = 256,
+    workers: int = 0,
+    dist: Dist | None = None,
+    progress: bool = False,
+    desc: str = "embed",
+) -> torch.Tensor:
+    """Unit image features (on CPU, float32) of ``positions`` of a source (all by default), in eval mode.
+
+    Under several processes each embeds its contiguous shard and the shards are gathered, so every
+    process returns the same tensor in position order.
+    """
+    dist = dist or get_dist()
+    positions = np.arange(len(source)) if positions is None else np.asarray(positions)
+    mine = positions[dist.shard(len(positions))]
+    was_training = backbone.model.training
+    backbone.model.eval()
+    out = []
+    chunks = chunked(mine, batch_size)
+    for images, _ in tqdm(iter_batches(source, chunks, backbone.device, workers), total=len(chunks), desc=desc, leave=False,
+                          disable=not (progress and dist.is_main)):
+        out.append(backbone.encode_image(images).float())
+    backbone.model.train(was_training)
+    dim = out[0].shape[1] if out else _feature_dim(backbone)
+    local = torch.cat(out) if out else torch.empty(0, dim, device=backbone.device)
+    return dist.gather_cat(local).cpu()
+
+
+def _feature_dim(backbone: Backbone) -> int:
+    return int(backbone.encode_texts(["a"]).shape[1])
