@@ -24,7 +24,7 @@ def test_eval_json_schema_and_ranges(tmp_path, capsys):
 
 def test_unlearn_smoke_on_tiny_model(tmp_path, capsys):
     out = tmp_path / "run"
-    rc = main(["unlearn", "--model", "tiny-clip", "--method", "nhl-kl", "--forget", "blouse", "--out", str(out),
+    rc = main(["unlearn", "--model", "tiny-clip", "--force", "--method", "nhl-kl", "--forget", "dress shirt", "--out", str(out),
                "--epochs", "2", "--max-per-concept", "20", "--quiet"])
     assert rc == 0
     res = json.loads((out / "results.json").read_text())
@@ -41,7 +41,7 @@ def test_unlearn_smoke_on_tiny_model(tmp_path, capsys):
 
 def test_bench_on_tiny_model(tmp_path, capsys):
     out = tmp_path / "bench"
-    assert main(["bench", "--model", "tiny-clip", "--methods", "ga", "task-vector", "--epochs", "1",
+    assert main(["bench", "--model", "tiny-clip", "--force", "--methods", "ga", "task-vector", "--epochs", "1",
                  "--max-per-concept", "10", "--out", str(out), "--quiet"]) == 0
     res = json.loads((out / "results.json").read_text())
     assert [r["method"] for r in res["rows"]] == ["ga", "task-vector"]
@@ -52,7 +52,7 @@ def test_bench_on_tiny_model(tmp_path, capsys):
 
 def test_bench_on_a_named_request(tmp_path):
     out = tmp_path / "bench"
-    assert main(["bench", "--model", "tiny-clip", "--methods", "nhl-kl", "--forget", "running shoe", "--forget", "sandal",
+    assert main(["bench", "--model", "tiny-clip", "--force", "--methods", "nhl-kl", "--forget", "running shoe", "--forget", "sandal",
                  "--epochs", "1", "--max-per-concept", "10", "--out", str(out), "--quiet"]) == 0
     res = json.loads((out / "results.json").read_text())
     assert res["level"] is None and res["request"]["concepts"] == ["sneaker", "sandal"]
@@ -99,7 +99,7 @@ def test_unlearn_on_a_users_jsonl_world(tmp_path, capsys):
                 lines.append(json.dumps({"img_path": f"img/{path.name}", "coarse_label": coarse, "fine_label": fine}))
         (tmp_path / f"{split}.jsonl").write_text("\n".join(lines) + "\n")
     out = tmp_path / "run"
-    rc = main(["unlearn", "--model", "tiny-clip", "--world", "jsonl", "--data-root", str(tmp_path), "--hierarchy", str(world),
+    rc = main(["unlearn", "--model", "tiny-clip", "--force", "--world", "jsonl", "--data-root", str(tmp_path), "--hierarchy", str(world),
                "--forget", "golden", "--method", "ga", "--epochs", "1", "--out", str(out), "--quiet"])
     assert rc == 0
     res = json.loads((out / "results.json").read_text())

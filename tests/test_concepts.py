@@ -287,3 +287,97 @@ def test_unknown_builtin_world():
     with pytest.raises(HierarchyError) as ei:
         builtin_world("fashoin")
     assert "Did you mean 'fashion'" in str(ei.value)
+
+
+# ---- held-out audit names -----------------------------------------------------------------------
+
+
+def _audited(**audit):
+    """The small world with ``audit_names`` set per fine concept name."""
+    data = _world()
+    for item in data["fine"]:
+        if item["name"] in audit:
+            item["audit_names"] = audit[item["name"]]
+    return data
+
+
+def test_audit_names_are_parsed_but_not_method_visible():
+    h = Hierarchy.from_dict(_audited(cat=["tabby"]))
+    cat = h.fine[0]
+    assert cat.audit_names == ("tabby",)
+    assert cat.names == ("cat", "kitty", "house cat")  # what methods may use: no audit name
+    assert cat.all_names == ("cat", "kitty", "house cat", "tabby")
+    assert h.fine[1].audit_names == ()
+
+
+def test_find_does_not_resolve_audit_names_by_default():
+    h = Hierarchy.from_dict(_audited(cat=["Tabby"]))
+    with pytest.raises(HierarchyError) as ei:
+        h.find("tabby")
+    msg = str(ei.value)
+    assert "held-out audit name of 'cat'" in msg and "'kitty'" in msg
+    assert h.find(" TABBY ", include_audit=True).name == "cat"
+    assert h.find("kitty", include_audit=True).name == "cat"  # ordinary names still resolve
+    with pytest.raises(HierarchyError, match="no concept 'tabbby'"):
+        h.find("tabbby")
+
+
+def test_did_you_mean_never_suggests_an_audit_name_to_requests():
+    h = Hierarchy.from_dict(_audited(robin=["songthrush"]))
+    with pytest.raises(HierarchyError) as ei:
+        h.find("songthrus")
+    assert "songthrush" not in str(ei.value)
+    with pytest.raises(HierarchyError) as ei:
+        h.find("songthrus", include_audit=True)
+    assert "Did you mean 'songthrush'" in str(ei.value)
+
+
+def test_request_by_audit_name_is_refused():
+    from ktmu.request import RequestError, UnlearningRequest
+
+    h = Hierarchy.from_dict(_audited(cat=["tabby"]))
+    with pytest.raises(RequestError, match="held-out audit name"):
+        UnlearningRequest.parse(h, ["tabby"], "fine")
+
+
+@pytest.mark.parametrize(
+    "audit, clash",
+    [
+        ({"cat": ["dog"]}, "clashes with a concept or alias of 'dog'"),  # another concept's name
+        ({"cat": ["puppy"]}, "clashes with a concept or alias of 'dog'"),  # another concept's alias
+        ({"cat": ["Birds"]}, "clashes with a concept or alias of 'bird'"),  # a coarse alias
+        ({"cat": ["kitty"]}, "clashes with one of its own method-visible names"),  # not held out
+        ({"cat": ["CAT"]}, "clashes with one of its own method-visible names"),
+        ({"cat": ["pet"], "dog": ["Pet"]}, "clashes with an audit name of 'cat'"),
+    ],
+)
+def test_audit_name_clashes(audit, clash):
+    with pytest.raises(HierarchyError) as ei:
+        Hierarchy.from_dict(_audited(**audit))
+    assert clash in str(ei.value)
+
+
+def test_audit_names_round_trip_through_yaml(tmp_path):
+    path = tmp_path / "zoo.yaml"
+    path.write_text(yaml.safe_dump(_audited(dog=["hound", "pooch"])))
+    h = Hierarchy.load(path)
+    assert h.fine[1].audit_names == ("hound", "pooch")
+    assert h == Hierarchy.from_dict(_audited(dog=["hound", "pooch"]))
+
+
+def test_fashion_audit_names_follow_the_last_alias_rule():
+    """Every fashion fine concept held out its last listed alias; two method-visible aliases remain."""
+    h = builtin_world("fashion")
+    held = {c.name: c.audit_names for c in h.fine}
+    assert held == {
+        "t-shirt": ("short-sleeved top",), "trouser": ("slacks",), "pullover": ("knit sweater",),
+        "dress": ("sundress",), "coat": ("parka",), "sandal": ("open-toe shoe",), "shirt": ("blouse",),
+        "sneaker": ("sports shoe",), "bag": ("tote bag",), "ankle boot": ("chelsea boot",),
+    }
+    assert all(len(c.aliases) >= 2 for c in h.fine)
+    assert h.find("blouse", include_audit=True).name == "shirt"
+    with pytest.raises(HierarchyError, match="held-out audit name of 'shirt'"):
+        h.find("blouse")
+    # all_names keeps the pre-split alias order, so pretraining captions are unchanged
+    assert h.find("shirt").all_names == ("shirt", "button-up shirt", "dress shirt", "blouse")
+    assert all(c.audit_names == () for c in h.coarse)

@@ -69,7 +69,7 @@ def _runtime(args: argparse.Namespace):
         raise ValueError("--eval-batch-size must be at least 1.")
     return RuntimeOptions(device=str(device), precision=args.precision, train=getattr(args, "train", "default"),
                           grad_checkpointing=getattr(args, "grad_checkpointing", False), workers=args.workers,
-                          eval_batch_size=args.eval_batch_size)
+                          eval_batch_size=args.eval_batch_size, force=getattr(args, "force", False))
 
 
 def _data_options(args: argparse.Namespace) -> dict:
@@ -363,12 +363,40 @@ def cmd_perf(args: argparse.Namespace) -> int:
         for m in methods:
             METHODS.get(m)
     result = run_perf(PerfOptions(model=args.model, runtime=rt, batch_size=args.batch_size, images=args.images, methods=methods,
-                                  image_size=args.image_size, classes=args.classes, steps=args.steps, epochs=args.epochs),
+                                  image_size=args.image_size, classes=args.classes, steps=args.steps, epochs=args.epochs,
+                                  repeats=args.repeats),
                       progress=not args.quiet)
     say(format_perf(result))
     if args.json:
         _dump(result, args.json)
         say(f"wrote {args.json}")
+    return 0
+
+
+def cmd_world(args: argparse.Namespace) -> int:
+    from .concepts import Hierarchy, builtin_world
+    from .world_info import format_world, world_record
+
+    world = Hierarchy.load(args.name) if Path(args.name).suffix in (".yaml", ".yml", ".json") else builtin_world(args.name)
+    print(json.dumps(world_record(world), indent=2) if args.json else format_world(world))
+    return 0
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    from .prepare import prepare_compcars_s, prepare_imgnetdogs
+
+    t0 = time.time()
+    if args.dataset == "imgnetdogs":
+        if not args.imagenet_root:
+            raise ValueError("ktmu prepare imgnetdogs needs --imagenet-root DIR (the ImageNet-1k folder holding train/ and val/).")
+        summary = prepare_imgnetdogs(args.imagenet_root, args.out, val_labels=args.val_labels)
+    else:
+        if not args.root:
+            raise ValueError("ktmu prepare compcars-s needs --root DIR (the CompCars-S folder laid out <make>/<model>/<year>/<image>).")
+        summary = prepare_compcars_s(args.root, args.out)
+    print(json.dumps(summary, indent=2))
+    print(f"wrote {Path(args.out) / 'train.jsonl'}, test.jsonl and prepared.json ({time.time() - t0:.1f} s); "
+          f"use: --world {args.dataset} --data-root {args.out}")
     return 0
 
 
@@ -400,6 +428,7 @@ def _add_session_args(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--epochs", type=int, default=None, help="override the method's tuned epochs")
     sp.add_argument("--batch-size", type=int, default=32, help="forget images per step, over all processes (study: 32)")
     sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--force", action="store_true", help="run even when the original model does not know the concept (results are flagged)")
     _add_runtime_args(sp, training=True)
 
 
@@ -470,6 +499,17 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("demo", cmd_demo, "the main job: zero-shot table, then forget the default request with nhl-kl")
     _add_session_args(sp)
 
+    sp = add("world", cmd_world, "print a world: coarse and fine concepts with their aliases, and its named levels")
+    sp.add_argument("name", help="a built-in world (fashion, digits, imgnetdogs, compcars-s) or a world file (.yaml/.json)")
+    sp.add_argument("--json", action="store_true", help='print {"name", "coarse", "fine": [{"name", "parent", "aliases"}], "levels"}')
+
+    sp = add("prepare", cmd_prepare, "write the study's image lists (train.jsonl/test.jsonl) for the ImageNet or CompCars copy you have")
+    sp.add_argument("dataset", choices=["imgnetdogs", "compcars-s"])
+    sp.add_argument("--out", required=True, help="folder for train.jsonl, test.jsonl and prepared.json")
+    sp.add_argument("--imagenet-root", help="imgnetdogs: ImageNet-1k folder with train/<wnid>/ and val/ (val/<wnid>/ or flat)")
+    sp.add_argument("--val-labels", help="imgnetdogs, flat val/: LOC_val_solution.csv, or ILSVRC2012_validation_ground_truth.txt beside the devkit's meta.mat")
+    sp.add_argument("--root", help="compcars-s: CompCars-S folder laid out <make>/<model>/<year>/<image>.jpg")
+
     from .perf import PerfOptions
 
     pd = PerfOptions()
@@ -482,6 +522,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--classes", type=int, default=pd.classes, help="fine classes of the synthetic world")
     sp.add_argument("--steps", type=int, default=pd.steps, help="timed steps per method")
     sp.add_argument("--epochs", type=int, default=pd.epochs, help="epochs of the nhl-kl run that measures the overhead outside the steps")
+    sp.add_argument("--repeats", type=int, default=pd.repeats, help="each timing is the fastest of this many repetitions")
     sp.add_argument("--json", help="also write the results as JSON here")
     _add_runtime_args(sp, training=True)
     return p

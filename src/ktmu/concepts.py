@@ -25,11 +25,20 @@ class Concept:
     level: Level
     parent: str | None = None
     aliases: tuple[str, ...] = ()
+    # Held-out names: other names of the concept that only the knowledge audit uses. Methods,
+    # requests and ``Hierarchy.find`` never see them, so an audit that still finds the concept
+    # under one of them shows the knowledge survived, not just the words a method was shown.
+    audit_names: tuple[str, ...] = ()
 
     @property
     def names(self) -> tuple[str, ...]:
-        """The canonical name followed by its aliases."""
+        """The canonical name followed by its aliases: every name a method may use."""
         return (self.name, *self.aliases)
+
+    @property
+    def all_names(self) -> tuple[str, ...]:
+        """Every name the concept has: ``names`` followed by the held-out ``audit_names`` (for pretraining and the audit)."""
+        return (*self.names, *self.audit_names)
 
 
 @dataclass(frozen=True)
@@ -42,6 +51,7 @@ class Hierarchy:
     domain: str = ""
     levels: dict[str, tuple[str, ...]] = field(default_factory=dict, compare=False)  # named requests, e.g. difficulty levels
     _lookup: dict[str, Concept] = field(default_factory=dict, repr=False, compare=False)
+    _audit_lookup: dict[str, Concept] = field(default_factory=dict, repr=False, compare=False)  # held-out names only
 
     def __post_init__(self) -> None:
         self._validate()
@@ -49,7 +59,7 @@ class Hierarchy:
     # ---- construction -------------------------------------------------------------------------
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "<dict>") -> "Hierarchy":
-        """Build from ``{"name", "coarse": [{name, aliases}], "fine": [{name, parent, aliases}]}``."""
+        """Build from ``{"name", "coarse": [{name, aliases, audit_names}], "fine": [{name, parent, aliases, audit_names}]}``."""
         if not isinstance(data, dict) or "fine" not in data:
             raise HierarchyError(f"{source}: expected a mapping with 'coarse' and 'fine' lists.")
 
@@ -72,7 +82,8 @@ class Hierarchy:
                         name=str(item["name"]).strip(),
                         level=level,
                         parent=str(parent).strip() if parent else None,
-                        aliases=tuple(str(a).strip() for a in item.get("aliases", []) or []),
+                        aliases=_name_list(item.get("aliases"), f"{source}: aliases of {level} concept #{i}"),
+                        audit_names=_name_list(item.get("audit_names"), f"{source}: audit_names of {level} concept #{i}"),
                     )
                 )
             return tuple(out)
@@ -82,7 +93,7 @@ class Hierarchy:
             domain=str(data.get("domain", "")),
             coarse=concepts(data.get("coarse", []), "coarse"),
             fine=concepts(data["fine"], "fine"),
-            levels={str(k): tuple(str(n) for n in v) for k, v in (data.get("levels") or {}).items()},
+            levels={str(k): _name_list(v, f"{source}: level {k!r}") for k, v in _levels(data.get("levels"), source).items()},
         )
 
     @classmethod
@@ -91,8 +102,11 @@ class Hierarchy:
         path = Path(path)
         if not path.is_file():
             raise HierarchyError(f"hierarchy file {path} does not exist.")
-        text = path.read_text()
-        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+        try:
+            text = path.read_text(encoding="utf-8")
+            data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+        except (UnicodeDecodeError, json.JSONDecodeError, yaml.YAMLError) as e:
+            raise HierarchyError(f"hierarchy file {path} is not valid UTF-8 {'JSON' if path.suffix == '.json' else 'YAML'}: {e}") from e
         return cls.from_dict(data, source=str(path))
 
     # ---- validation ---------------------------------------------------------------------------
@@ -128,6 +142,20 @@ class Hierarchy:
                     )
                 owner[key] = c.name
                 lookup[key] = c
+        audit: dict[str, Concept] = {}
+        for c in (*self.coarse, *self.fine):
+            for held in c.audit_names:
+                key = held.lower()
+                if key in owner:
+                    whose = "one of its own method-visible names" if owner[key] == c.name else f"a concept or alias of {owner[key]!r}"
+                    raise HierarchyError(
+                        f"audit name {held!r} of {c.name!r} clashes with {whose}; a held-out name must be unknown "
+                        f"to methods and belong to one concept (remove it from 'aliases' or from 'audit_names')."
+                    )
+                if key in audit and audit[key].name != c.name:
+                    raise HierarchyError(f"audit name {held!r} of {c.name!r} clashes with an audit name of {audit[key].name!r}.")
+                audit[key] = c
+        object.__setattr__(self, "_audit_lookup", audit)
         used = {c.parent.lower() for c in self.fine if c.parent}
         for c in self.coarse:
             if c.name.lower() not in used:
@@ -147,16 +175,31 @@ class Hierarchy:
     def fine_names(self) -> list[str]:
         return [c.name for c in self.fine]
 
-    def find(self, name: str) -> Concept:
-        """Return the concept called ``name`` or one of its aliases (case-insensitive)."""
+    def find(self, name: str, include_audit: bool = False) -> Concept:
+        """Return the concept called ``name`` or one of its aliases (case-insensitive).
+
+        Held-out audit names resolve only with ``include_audit=True`` (the knowledge audit);
+        requests and methods must never reach a concept through them.
+        """
         key = name.strip().lower()
-        if key not in self._lookup:
-            choices = [c.name for c in (*self.coarse, *self.fine)] + [a for c in (*self.coarse, *self.fine) for a in c.aliases]
+        if key in self._lookup:
+            return self._lookup[key]
+        if include_audit and key in self._audit_lookup:
+            return self._audit_lookup[key]
+        if key in self._audit_lookup:
+            c = self._audit_lookup[key]
             raise HierarchyError(
-                f"no concept {name!r} in world {self.name!r}.{suggest(name, choices)} "
-                f"Concepts: {', '.join(self.coarse_names + self.fine_names)}."
+                f"{name!r} is a held-out audit name of {c.name!r} in world {self.name!r}: only the audit uses it. "
+                f"Name the concept by one of {', '.join(repr(n) for n in c.names)}."
             )
-        return self._lookup[key]
+        everything = (*self.coarse, *self.fine)
+        choices = [c.name for c in everything] + [a for c in everything for a in c.aliases]
+        if include_audit:
+            choices += [a for c in everything for a in c.audit_names]
+        raise HierarchyError(
+            f"no concept {name!r} in world {self.name!r}.{suggest(name, choices)} "
+            f"Concepts: {', '.join(self.coarse_names + self.fine_names)}."
+        )
 
     def index(self, concept: Concept | str) -> int:
         """The label index of a concept within its level."""
@@ -178,6 +221,25 @@ class Hierarchy:
         """The other fine concepts under the same coarse parent."""
         c = self.find(fine)
         return [s for s in self.children(c.parent or "") if s.name != c.name] if c.level == "fine" else []
+
+
+def _name_list(value: Any, what: str) -> tuple[str, ...]:
+    """Names from a world file: a list of names, one name, or nothing; blank names are dropped."""
+    if value is None:
+        return ()
+    if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+        value = [value]  # "aliases: blouse" means one alias, not one per letter
+    if not isinstance(value, list):
+        raise HierarchyError(f"{what} must be a list of names, got {value!r}.")
+    return tuple(n for n in (str(a).strip() for a in value) if n)
+
+
+def _levels(value: Any, source: str) -> dict:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise HierarchyError(f"{source}: 'levels' must map level names to lists of concepts, got {value!r}.")
+    return value
 
 
 def builtin_world(name: str) -> Hierarchy:

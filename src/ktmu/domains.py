@@ -79,3 +79,12 @@ def parse_zero_shot(specs: Sequence[str] | None, backbone_name: str, world: str)
             raise DatasetError(f"zero-shot folder {path} for {domain.name!r} does not exist.")
         out.append(DomainChoice(domain, path))
     return out, None
+
+
+# The reference study's zero-shot suite, each read from a local folder in torchvision's layout (ktmu.zeroshot_sets).
+DOMAINS.register("food101", "ktmu.zeroshot_sets.food101:DOMAIN")
+DOMAINS.register("flowers102", "ktmu.zeroshot_sets.flowers102:DOMAIN")
+DOMAINS.register("caltech101", "ktmu.zeroshot_sets.caltech101:DOMAIN")
+DOMAINS.register("oxford_pet", "ktmu.zeroshot_sets.oxford_pet:DOMAIN")
+DOMAINS.register("cifar100", "ktmu.zeroshot_sets.cifar100:DOMAIN")
+DOMAINS.register("stanford_cars", "ktmu.zeroshot_sets.stanford_cars:DOMAIN")

@@ -36,3 +36,103 @@ def write_text_atomic(path: str | Path, text: str) -> Path:
 
 def write_json_atomic(path: str | Path, obj: Any) -> Path:
     return write_text_atomic(path, json.dumps(obj, indent=2) + "\n")
+
+
+# ---- the --out folder ----------------------------------------------------------------------------
+# What ktmu writes into an --out folder: only these may be removed by --overwrite. Anything else
+# there is the user's, and its presence makes --overwrite refuse rather than guess.
+KTMU_FILES = frozenset({"results.json", "table.md", "model.safetensors", "bench.json"})
+KTMU_DIRS = frozenset({"methods"})  # per-method records: KTMU_FILES or <method>.json, also in subfolders
+PROBE_PREFIX = ".ktmu-write-probe-"
+
+
+class OutputError(ValueError):
+    """An --out folder that cannot be used as asked; the message says what to do."""
+
+
+def _is_ktmu_file(name: str, in_ktmu_dir: bool) -> bool:
+    """A file ktmu writes, or a temporary one that :func:`atomic_path` or the probe left behind when a run was killed."""
+    if name.startswith(PROBE_PREFIX):
+        return True
+    if name.startswith(".") and name.endswith(".tmp"):
+        name = name[1:].rsplit(".", 2)[0]  # .results.json.k3j2x.tmp -> results.json
+    return name in KTMU_FILES or (in_ktmu_dir and name.endswith(".json") and not name.startswith("."))
+
+
+def foreign_entries(folder: str | Path) -> list[Path]:
+    """Everything under ``folder`` that ktmu did not write (paths relative to ``folder``).
+
+    Symbolic links count as ktmu's only under a ktmu file name (removing a link never touches
+    its target); a linked folder is always foreign, so cleaning never follows one.
+    """
+    root = Path(folder)
+    foreign: list[Path] = []
+
+    def walk(d: Path, inside_ktmu_dir: bool) -> None:
+        for entry in sorted(d.iterdir()):
+            if entry.is_symlink() or not entry.is_dir():
+                if not _is_ktmu_file(entry.name, inside_ktmu_dir) or (not entry.is_symlink() and not entry.is_file()):
+                    foreign.append(entry.relative_to(root))
+            elif inside_ktmu_dir or (d == root and entry.name in KTMU_DIRS):
+                walk(entry, True)
+            else:
+                foreign.append(entry.relative_to(root))
+
+    walk(root, False)
+    return foreign
+
+
+def _remove_ktmu_outputs(folder: Path) -> None:
+    """Remove ktmu's files and then its emptied folders; never a whole tree at once."""
+    for entry in sorted(folder.iterdir()):
+        if entry.is_symlink() or not entry.is_dir():
+            entry.unlink()
+        else:
+            _remove_ktmu_outputs(entry)
+            entry.rmdir()
+
+
+def prepare_out_dir(path: str | Path, overwrite: bool = False, resume: bool = False) -> Path:
+    """Check, create and (with ``overwrite``) clean an ``--out`` folder before any work starts; return it.
+
+    * an existing file, or a folder that cannot be created or written (a probe file is created
+      and removed), is an :class:`OutputError`;
+    * an empty or new folder is used as it is;
+    * a folder that is not empty is refused unless ``resume`` (kept as it is, to continue a run)
+      or ``overwrite``: then ktmu's own outputs (:data:`KTMU_FILES`, :data:`KTMU_DIRS`) are
+      removed, and if anything else is there the folder is refused instead, untouched.
+    """
+    out = Path(path)
+    if overwrite and resume:
+        raise OutputError("--overwrite and --resume contradict each other; pass one of them.")
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"--out {out} is a file, not a folder; name a new or empty folder (or remove the file).")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutputError(f"cannot create the --out folder {out} ({e.strerror or e}); choose a folder you can write to.") from e
+    try:
+        fd, probe = tempfile.mkstemp(prefix=PROBE_PREFIX, dir=out)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise OutputError(f"cannot write in the --out folder {out} ({e.strerror or e}); choose a folder you can write to.") from e
+    if not any(out.iterdir()) or resume:
+        return out
+    if not overwrite:
+        raise OutputError(
+            f"--out {out} is not empty; pass --overwrite to replace ktmu's earlier results there, "
+            f"--resume to continue that run, or choose a new folder."
+        )
+    foreign = foreign_entries(out)
+    if foreign:
+        shown = ", ".join(str(p) for p in foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+        raise OutputError(
+            f"--overwrite would only remove ktmu's own outputs, but --out {out} also holds {shown}; "
+            f"move those away or choose another folder."
+        )
+    try:
+        _remove_ktmu_outputs(out)
+    except OSError as e:
+        raise OutputError(f"cannot clear ktmu's earlier outputs from {out} ({e.strerror or e}); remove them by hand.") from e
+    return out

@@ -18,10 +18,10 @@ from .data import ConceptDataset, load_dataset
 from .domains import DomainChoice, parse_zero_shot
 from .forget_set import ForgetSet
 from .methods import build_method
-from .metrics import summarize
+from .metrics import RunFlags, run_flags, summarize, summarize_chance_aware, weights_changed
 from .protocol import UnlearningEvaluator, check_test_covers_request
 from .provenance import git_commit, versions
-from .request import MAX_PER_CONCEPT, UnlearningRequest
+from .request import MAX_PER_CONCEPT, RequestError, UnlearningRequest
 from .results import RunRecord
 from .train import Reference, TrainConfig, compute_reference, unlearn
 
@@ -36,6 +36,7 @@ class RuntimeOptions:
     precision: str = "fp32"  # fp32 | bf16 | amp-fp16 (weights stay fp32; autocast for compute)
     train: str = "default"  # which weights train: default (the backbone's own choice), both, image, text, ... ('+'-joined)
     grad_checkpointing: bool = False  # recompute activations in backward: ViT-L/14 at batch 32 in 24 GB
+    force: bool = False  # run (and flag) a request whose original model does not know the concept
     workers: int = 0  # DataLoader worker processes for streamed images
     eval_batch_size: int = 256  # images per forward pass during evaluation
 
@@ -145,8 +146,20 @@ def open_session(
         evaluator = UnlearningEvaluator(plan.request, plan.test, others, backbone.preprocess, progress=progress,
                                         batch_size=rt.eval_batch_size, workers=rt.workers)
         original_scores = evaluator.evaluate(backbone)
+        knows = flags_for(original_scores, original_scores, plan.request.goal, weight_change=float("nan"))
+        if not knows.original_knows_concept and not rt.force:
+            raise RequestError("; ".join(r for r in knows.reasons if not r.startswith("the unlearned")) + ". Unlearning a concept the model never knew measures nothing: "
+                               "pick a concept it knows, or add --force to run anyway (the results are then flagged).")
     return Session(backbone, plan.train.hierarchy, plan.request, forget_set, evaluator, backbone.copy_trainable(), original_scores,
                    max_per_concept, seed, rt, list(plan.notes))
+
+
+def flags_for(original: dict, unlearned: dict, goal: str, weight_change: float) -> RunFlags:
+    """The sanity flags of a run (collapsed, unchanged weights, original does not know the concept)."""
+    return run_flags(original, unlearned, goal, n_fine=unlearned["n_fine"], n_coarse=unlearned["n_coarse"],
+                     n_forget_images=unlearned["d_f_test_images"], top_class_share=unlearned["retain_fine_top_share"],
+                     weight_change=weight_change, n_forget_coarse_images=unlearned.get("d_f_forgotten_coarse_images"),
+                     original_top_class_share=original["retain_fine_top_share"], n_kept=unlearned.get("d_r_fine_classes"))
 
 
 def run_method(session: Session, method: str, train_cfg: TrainConfig | None = None, progress: bool = True, **hyper) -> dict:
@@ -161,7 +174,11 @@ def run_method(session: Session, method: str, train_cfg: TrainConfig | None = No
     log = unlearn(session.backbone, m, session.forget, session.world, cfg, progress=progress, original=session.original_state, reference=reference)
     train_seconds = time.time() - t0
     scores = session.evaluator.evaluate(session.backbone)
-    summary = summarize(session.original_scores, scores, session.request.goal)
+    goal = session.request.goal
+    summary = {**summarize(session.original_scores, scores, goal),
+               **summarize_chance_aware(session.original_scores, scores, goal, scores["n_fine"], scores["n_coarse"])}
+    change = weights_changed(session.original_state, dict(session.backbone.named_trainable_parameters()))
+    flags = flags_for(session.original_scores, scores, goal, change)
     record = RunRecord(
         method=m.name,
         request={**session.request.describe(), "forget_set_size": len(session.forget), "max_per_concept": session.max_per_concept},
@@ -183,6 +200,7 @@ def run_method(session: Session, method: str, train_cfg: TrainConfig | None = No
         seed=session.seed,
         git_commit=git_commit(),
         versions=versions(),
+        flags=flags.record(),
     )
     return record.to_json()
 

@@ -111,8 +111,8 @@ def pretrain(
         co += len(ds.hierarchy.coarse)
 
     # Every caption the sampler can draw, pooled once through the frozen MiniLM.
-    fine_names = [c.names for w in worlds for c in w.hierarchy.fine]
-    coarse_names = [c.names for w in worlds for c in w.hierarchy.coarse]
+    fine_names = [c.all_names for w in worlds for c in w.hierarchy.fine]  # held-out audit names too: the model should know them
+    coarse_names = [c.all_names for w in worlds for c in w.hierarchy.coarse]
     vocab = sorted({t.format(n) for names in fine_names + coarse_names for n in names for t in TEMPLATES})
     row = {s: i for i, s in enumerate(vocab)}
     with torch.no_grad():

@@ -73,6 +73,8 @@ class UnlearningEvaluator:
         out["retain_fine_top_share"] = d_r.top_class_share
         out["n_fine"], out["n_coarse"] = len(world.fine), len(world.coarse)
         out["d_f_test_images"], out["d_r_test_images"] = int(self.d_f.sum()), int((~self.d_f).sum())
+        out["d_f_forgotten_coarse_images"] = int(self.d_f_forgotten_coarse.sum())
+        out["d_r_fine_classes"] = int(len(np.unique(d_r.fine_labels.numpy()))) if len(d_r.fine_labels) else 0
         out["per_class_fine"] = own["per_class"]
         out["domains"] = summaries  # the full ``ktmu eval`` record of every domain
         return out

@@ -1,15 +1,36 @@
-"""Result tables: one row for the original model and one per unlearning run."""
+"""Result tables: one row for the original model and one per unlearning run.
+
+Next to the study's Quality / Utility / Q-U, ``Q-U*`` is the chance-aware Q-U (accuracies
+rescaled so chance = 0, see :mod:`ktmu.metrics`), and ``flags`` marks runs whose numbers must not
+be read at face value: ``COLLAPSED`` (the model predicts near chance or mostly one class),
+``UNCHANGED`` (its weights equal the original's) and ``UNKNOWN-CONCEPT`` (the original model did not
+know what was forgotten, so forgetting it measures nothing).
+"""
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
-COLUMNS = ("D_f coarse", "D_f fine", "D_r coarse", "D_r fine", "Quality", "Utility", "Q-U", "Zero-shot")
+COLUMNS = ("D_f coarse", "D_f fine", "D_r coarse", "D_r fine", "Quality", "Utility", "Q-U", "Zero-shot", "Q-U*", "flags")
+
+
+def flag_words(record: dict) -> str:
+    """The run's warnings as short words ('-' for a clean run)."""
+    f = record.get("flags") or {}
+    words = [w for w, on in (("COLLAPSED", f.get("collapsed")), ("UNCHANGED", f.get("unchanged")),
+                             ("UNKNOWN-CONCEPT", f and not f.get("original_knows_concept", True))) if on]
+    return ",".join(words) or "-"
+
+
+def _fmt(v: float | None) -> str:
+    return "-" if v is None else ("nan" if isinstance(v, float) and math.isnan(v) else f"{v:.2f}")
 
 
 def _row(name: str, acc: dict, summary: dict | None) -> list[str]:
     cells = [acc["forget_coarse"], acc["forget_fine"], acc["retain_coarse"], acc["retain_fine"]]
     q = [summary["quality"], summary["utility"], summary["qu"]] if summary else [None] * 3
-    return [name] + [f"{v:.2f}" if v is not None else "-" for v in cells + q + [acc["zero_shot"]]]
+    tail = [summary.get("qu_ca")] if summary else [None]
+    return [name] + [_fmt(v) for v in cells + q + [acc["zero_shot"]] + tail] + [flag_words(summary) if summary else ""]
 
 
 def table_rows(original: dict, records: Sequence[dict]) -> list[list[str]]:
@@ -20,7 +41,7 @@ def table_rows(original: dict, records: Sequence[dict]) -> list[list[str]]:
 
 def markdown_table(original: dict, records: Sequence[dict]) -> str:
     head = ["method", *COLUMNS]
-    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] + ["---:"] * len(COLUMNS)) + "|"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] + ["---:"] * (len(COLUMNS) - 1) + ["---"]) + "|"]
     lines += ["| " + " | ".join(r) + " |" for r in table_rows(original, records)]
     return "\n".join(lines)
 
@@ -29,5 +50,5 @@ def text_table(original: dict, records: Sequence[dict]) -> str:
     head = ["method", *COLUMNS]
     rows = [head] + table_rows(original, records)
     widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
-    fmt = lambda r: "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))  # noqa: E731
-    return "\n".join([fmt(rows[0]), "-" * (sum(widths) + 2 * (len(widths) - 1))] + [fmt(r) for r in rows[1:]])
+    fmt = lambda r: "  ".join(c.ljust(w) if i in (0, len(head) - 1) else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))  # noqa: E731
+    return "\n".join([fmt(rows[0]), "-" * (sum(widths) + 2 * (len(widths) - 1))] + [fmt(r).rstrip() for r in rows[1:]])

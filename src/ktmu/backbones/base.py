@@ -1,67 +1,180 @@
 """The narrow vision-language model interface every part of ktmu talks to."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Callable, ClassVar, ContextManager, Iterable, Iterator, Mapping, Sequence, Union
 
 import torch
+import torch.nn.functional as F
 from PIL import Image
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
+
+from ..outputs import atomic_path
+from ..registry import suggest
+from ..runtime import autocast, check_precision, needs_grad_scaler
+
+# What ``Backbone.tokenize`` returns and only ``Backbone.encode_text`` reads: a tensor of token ids
+# (open_clip) or a dict of tensors (Hugging Face: input ids and attention mask).
+Tokens = Union[torch.Tensor, dict[str, torch.Tensor]]
+
+TOWERS = ("image", "text", "temperature")
+TRAINABLE_CHOICES = ("default", "both", *TOWERS)
 
 
 class BackboneError(ValueError):
     """A backbone that cannot be built or loaded; the message says what to do."""
 
 
+def move_tokens(tokens: Tokens, device: torch.device) -> Tokens:
+    """``tokens`` (a tensor or a dict of tensors) on ``device``."""
+    if isinstance(tokens, torch.Tensor):
+        return tokens.to(device)
+    return {k: v.to(device) for k, v in tokens.items()}
+
+
 class Backbone:
     """A CLIP-family model with its tokenizer and image preprocessing.
 
-    ``frozen_prefixes`` name parameters that are never trained (and therefore never saved by
-    :meth:`save_weights`, because they come from elsewhere, e.g. a text encoder's own package).
+    Each kind (a subclass registered in :data:`ktmu.backbones.BACKBONES`) parses its own spec in
+    :meth:`from_spec` and declares its ``towers``: the parameter-name prefixes of the image tower,
+    the text tower and the temperature, which :meth:`set_trainable` chooses among.
+
+    ``frozen_prefixes`` name parameters that are never trained, whatever the choice (and therefore
+    never saved by :meth:`save_weights`, because they come from elsewhere, e.g. a text encoder's own
+    package). ``precision`` (see :mod:`ktmu.runtime`) chooses the arithmetic of the encoders; the
+    weights stay float32 and the encoders always return float32.
     """
+
+    towers: ClassVar[dict[str, tuple[str, ...]]] = {}
 
     def __init__(
         self,
         name: str,
         model: nn.Module,
-        tokenizer: Callable[[Sequence[str]], torch.Tensor],
+        tokenizer: Callable[[Sequence[str]], Tokens],
         preprocess: Callable[[Image.Image], torch.Tensor],
         frozen_prefixes: tuple[str, ...] = (),
+        precision: str = "fp32",
+        towers: Mapping[str, tuple[str, ...]] | None = None,
     ) -> None:
         self.name = name
         self.model = model
         self._tokenizer = tokenizer
         self.preprocess = preprocess
         self.frozen_prefixes = frozen_prefixes
-        for n, p in model.named_parameters():
-            p.requires_grad_(not n.startswith(frozen_prefixes))
+        self.precision = check_precision(precision, self.device)
+        if towers is not None:
+            self.towers = dict(towers)
+        self.trainable_choice = "default"
+        self.set_trainable("default")
 
+    @classmethod
+    def from_spec(cls, rest: str, device: str | torch.device = "cpu", precision: str = "fp32") -> Backbone:
+        """Build this kind from what follows ``kind:`` in a spec (possibly empty)."""
+        raise NotImplementedError(f"{cls.__name__} does not parse specs; register a kind that does.")
+
+    # ---- running --------------------------------------------------------------------------------
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
-    def tokenize(self, texts: Sequence[str]) -> torch.Tensor:
-        return self._tokenizer(list(texts)).to(self.device)
+    def autocast(self) -> ContextManager[object]:
+        """The context the encoders run under: nothing for fp32, ``torch.autocast`` for bf16 / amp-fp16."""
+        return autocast(self.device, self.precision)
+
+    @property
+    def needs_grad_scaler(self) -> bool:
+        """Whether training this backbone needs a gradient scaler (amp-fp16)."""
+        return needs_grad_scaler(self.precision)
+
+    def tokenize(self, texts: Sequence[str]) -> Tokens:
+        """Token ids (and whatever else the text encoder needs) for ``texts``, on the model's device."""
+        return move_tokens(self._tokenizer(list(texts)), self.device)
 
     def encode_image(self, images: torch.Tensor, normalize: bool = True) -> torch.Tensor:
-        return self.model.encode_image(images.to(self.device), normalize=normalize)
+        """Float32 image features of a preprocessed batch, unit-length when ``normalize``."""
+        with self.autocast():
+            feats = self._encode_image(images.to(self.device))
+        feats = feats.float()
+        return F.normalize(feats, dim=-1) if normalize else feats
 
-    def encode_text(self, tokens: torch.Tensor, normalize: bool = True) -> torch.Tensor:
-        return self.model.encode_text(tokens.to(self.device), normalize=normalize)
+    def encode_text(self, tokens: Tokens, normalize: bool = True) -> torch.Tensor:
+        """Float32 text features of :meth:`tokenize`'s output, unit-length when ``normalize``."""
+        with self.autocast():
+            feats = self._encode_text(move_tokens(tokens, self.device))
+        feats = feats.float()
+        return F.normalize(feats, dim=-1) if normalize else feats
 
     def encode_texts(self, texts: Sequence[str], normalize: bool = True) -> torch.Tensor:
         """Tokenize and encode in one call."""
         return self.encode_text(self.tokenize(texts), normalize=normalize)
 
+    def _encode_image(self, images: torch.Tensor) -> torch.Tensor:
+        return self.model.encode_image(images, normalize=False)
+
+    def _encode_text(self, tokens: Tokens) -> torch.Tensor:
+        return self.model.encode_text(tokens, normalize=False)
+
     def logit_scale(self) -> torch.Tensor:
         """The (exponentiated) temperature that turns cosine similarities into logits."""
         return self.model.logit_scale.exp()
 
-    def named_trainable_parameters(self) -> Iterator[tuple[str, nn.Parameter]]:
-        return ((n, p) for n, p in self.model.named_parameters() if not n.startswith(self.frozen_prefixes))
+    # ---- what trains ----------------------------------------------------------------------------
+    def set_trainable(self, choice: str) -> None:
+        """Choose which parameters train: ``default``, ``both``, ``image``, ``text``, ``temperature`` or a '+'-join.
 
-    # ---- weights ------------------------------------------------------------------------------
+        ``default`` trains everything not under ``frozen_prefixes``; ``both`` is image + text +
+        temperature (the study's setting); ``image+temperature`` and the like combine towers.
+        Parameters under ``frozen_prefixes`` never train.
+        """
+        prefixes = self._choice_prefixes(choice)
+        trains = {
+            n: not n.startswith(self.frozen_prefixes) and (prefixes is None or n.startswith(prefixes))
+            for n, _ in self.model.named_parameters()
+        }
+        if not any(trains.values()):
+            raise BackboneError(f"trainable choice {choice!r} leaves nothing to train in {self.name}; pick another tower.")
+        for n, p in self.model.named_parameters():
+            p.requires_grad_(trains[n])
+        self.trainable_choice = choice.strip().lower()
+
+    def _choice_prefixes(self, choice: str) -> tuple[str, ...] | None:
+        """The parameter prefixes ``choice`` trains, or None for ``default``."""
+        key = choice.strip().lower()
+        if key == "default":
+            return None
+        prefixes: list[str] = []
+        for part in (p.strip() for p in key.split("+")):
+            towers = TOWERS if part == "both" else (part,)
+            for tower in towers:
+                if tower not in TOWERS:
+                    raise BackboneError(
+                        f"unknown trainable choice {part!r} in {choice!r}.{suggest(part, list(TRAINABLE_CHOICES))} "
+                        f"Choose {', '.join(TRAINABLE_CHOICES)}, or towers joined by '+' such as image+temperature."
+                    )
+                if tower not in self.towers:
+                    raise BackboneError(f"backbone {self.name} declares no {tower} tower; choose among {', '.join(self.towers)}.")
+                prefixes += self.towers[tower]
+        return tuple(prefixes)
+
+    def named_trainable_parameters(self) -> Iterator[tuple[str, nn.Parameter]]:
+        """The parameters that currently train (``requires_grad``), by name."""
+        return ((n, p) for n, p in self.model.named_parameters() if p.requires_grad)
+
+    @property
+    def text_trainable(self) -> bool:
+        """Whether any text-tower parameter trains (then text features must be recomputed every step)."""
+        text = self.towers.get("text", ())
+        return any(p.requires_grad for n, p in self.model.named_parameters() if n.startswith(text))
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute activations in the backward pass instead of storing them (memory for compute)."""
+        if enable:
+            raise BackboneError(f"backbone {self.name} has no gradient checkpointing; train it without.")
+
+    # ---- weights ----------------------------------------------------------------------------------
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
         """Everything but the frozen parameters: what a checkpoint of this backbone must hold."""
         return {
@@ -71,11 +184,8 @@ class Backbone:
         }
 
     def save_weights(self, path: str | Path, metadata: dict[str, str] | None = None) -> Path:
-        """Write the trainable state as safetensors."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        save_file(self.trainable_state_dict(), str(path), metadata=metadata)
-        return path
+        """Write the trainable state as safetensors, byte-identical for identical weights (atomic, mode 0644)."""
+        return save_safetensors(self.trainable_state_dict(), path, metadata)
 
     def load_weights(self, path: str | Path) -> None:
         """Load a safetensors checkpoint written by :meth:`save_weights` (or a full state dict)."""
@@ -84,7 +194,7 @@ class Backbone:
             raise BackboneError(f"checkpoint {path} does not exist.")
         try:
             state = load_file(str(path))
-        except Exception as e:  # safetensors raises its own error types
+        except Exception as e:  # safetensors raises its own (undocumented) error types for corrupt files
             raise BackboneError(f"{path} is not a readable safetensors file: {e}") from e
         result = self.model.load_state_dict(state, strict=False)
         missing = [k for k in result.missing_keys if not k.startswith(self.frozen_prefixes)]
@@ -94,10 +204,74 @@ class Backbone:
                 f"missing {missing[:5]}{'...' if len(missing) > 5 else ''}, "
                 f"unexpected {result.unexpected_keys[:5]}{'...' if len(result.unexpected_keys) > 5 else ''}."
             )
+        self._weights_changed(state)
 
     def snapshot(self) -> dict[str, torch.Tensor]:
-        """A detached copy of the trainable state (for restoring or task vectors)."""
+        """A detached CPU copy of the trainable state, buffers included (for restoring or task vectors)."""
         return {k: v.clone() for k, v in self.trainable_state_dict().items()}
 
     def restore(self, state: dict[str, torch.Tensor]) -> None:
+        """Load a :meth:`snapshot` back."""
         self.model.load_state_dict(state, strict=False)
+        self._weights_changed(state)
+
+    def copy_trainable(self) -> dict[str, torch.Tensor]:
+        """Detached clones of the parameters that currently train, on their own device (no CPU round trip)."""
+        return {n: p.detach().clone() for n, p in self.named_trainable_parameters()}
+
+    def load_trainable(self, state: Mapping[str, torch.Tensor]) -> None:
+        """Copy ``state`` (e.g. from :meth:`copy_trainable`) into the model's parameters in place."""
+        params = dict(self.model.named_parameters())
+        unknown = [k for k in state if k not in params]
+        if unknown:
+            raise BackboneError(f"{unknown[:5]} are not parameters of {self.name}; pass a state from copy_trainable().")
+        with torch.no_grad():
+            for k, v in state.items():
+                params[k].copy_(v)
+        self._weights_changed(state)
+
+    def _weights_changed(self, keys: Iterable[str]) -> None:
+        """Hook for kinds that cache something computed from the weights named by ``keys``."""
+
+
+# safetensors' dtype names (https://github.com/huggingface/safetensors, "Format").
+_ST_DTYPES = {
+    torch.float64: "F64", torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16",
+    torch.int64: "I64", torch.int32: "I32", torch.int16: "I16", torch.int8: "I8", torch.uint8: "U8", torch.bool: "BOOL",
+}
+
+
+def save_safetensors(tensors: Mapping[str, torch.Tensor], path: str | Path, metadata: Mapping[str, str] | None = None) -> Path:
+    """Write ``tensors`` as a safetensors file whose bytes depend only on the tensors and ``metadata``.
+
+    safetensors' own writer orders the metadata by a per-process random hash, so the same weights
+    gave different files. Here the header is JSON with sorted keys and the data is laid out in
+    (element size descending, name) order, which keeps every tensor aligned to its element size
+    for memory-mapping readers. The file is written atomically with mode 0644.
+    """
+    meta = dict(metadata or {})
+    bad = [k for k, v in meta.items() if not (isinstance(k, str) and isinstance(v, str))]
+    if bad:
+        raise TypeError(f"safetensors metadata must map str to str; offending keys: {bad}.")
+    flat: dict[str, torch.Tensor] = {}
+    for name, t in tensors.items():
+        if t.dtype not in _ST_DTYPES:
+            raise TypeError(f"tensor {name!r} has dtype {t.dtype}, which ktmu does not write to safetensors.")
+        flat[name] = t.detach().cpu().contiguous()
+    order = sorted(flat, key=lambda k: (-flat[k].element_size(), k))
+    header: dict[str, object] = {"__metadata__": meta} if meta else {}
+    offset = 0
+    for name in order:
+        t = flat[name]
+        nbytes = t.numel() * t.element_size()
+        header[name] = {"dtype": _ST_DTYPES[t.dtype], "shape": list(t.shape), "data_offsets": [offset, offset + nbytes]}
+        offset += nbytes
+    blob = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
+    blob += b" " * (-len(blob) % 8)  # the data starts 8-byte aligned, as safetensors' writer pads it
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            f.write(len(blob).to_bytes(8, "little"))
+            f.write(blob)
+            for name in order:
+                f.write(flat[name].reshape(-1).view(torch.uint8).numpy().data)
+    return Path(path)

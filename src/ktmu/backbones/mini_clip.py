@@ -11,12 +11,15 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, Iterable, Sequence
 
 import torch
+from PIL import Image
 from torchvision import transforms
 
-from .base import Backbone, BackboneError
+from .base import Backbone, BackboneError, Tokens
 from .mini_cnn import TIMM_NAME, register_with_timm
+from .open_clip_backbone import CUSTOM_TEXT_TOWERS
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 DEFAULT_WEIGHTS = WEIGHTS_DIR / "mini_clip.safetensors"
@@ -88,13 +91,94 @@ def sha256(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def build_mini_clip(weights: str | Path | None = None, cfg: MiniClipConfig = MiniClipConfig(), device: str = "cpu") -> Backbone:
+class MiniClipBackbone(Backbone):
+    """The embedded mini-CLIP: spec ``mini-clip`` (shipped weights) or ``mini-clip:PATH.safetensors``.
+
+    Its MiniLM transformer is frozen (under ``frozen_prefixes``), so :meth:`encode_text` caches the
+    pooled transformer output of every distinct token row and only reapplies the trainable
+    projection: per-step text encoding in training costs a matrix multiply.
+    """
+
+    towers = CUSTOM_TEXT_TOWERS
+    text_cache_rows = 65536  # about 100 MB of 384-d float32 rows; far above the embedded worlds' prompts
+
+    def __init__(
+        self,
+        name: str,
+        model: torch.nn.Module,
+        tokenizer: Callable[[Sequence[str]], Tokens],
+        preprocess: Callable[[Image.Image], torch.Tensor],
+        frozen_prefixes: tuple[str, ...] = FROZEN,
+        precision: str = "fp32",
+    ) -> None:
+        self._text_cache: dict[bytes, torch.Tensor] = {}  # token row bytes -> pooled MiniLM output (float32)
+        super().__init__(name, model, tokenizer, preprocess, frozen_prefixes, precision)
+
+    @classmethod
+    def from_spec(cls, rest: str, device: str | torch.device = "cpu", precision: str = "fp32") -> Backbone:
+        """``rest`` is empty (the shipped checkpoint), a ktmu checkpoint path, or ``random``."""
+        return build_mini_clip(weights=rest or None, device=device, precision=precision)
+
+    def _encode_text(self, tokens: Tokens) -> torch.Tensor:
+        if not isinstance(tokens, torch.Tensor):
+            raise BackboneError("mini-clip encodes the token-id tensor that its tokenize() returns.")
+        keys = [row.tobytes() for row in tokens.detach().cpu().numpy()]
+        first: dict[bytes, int] = {}  # each distinct row -> its first position in the batch
+        for i, k in enumerate(keys):
+            first.setdefault(k, i)
+        new = [k for k in first if k not in self._text_cache]
+        if new and len(self._text_cache) + len(new) > self.text_cache_rows:
+            self._text_cache.clear()
+            new = list(first)
+        if new:
+            self._text_cache.update(zip(new, self._pooled(tokens[[first[k] for k in new]])))
+        pooled = torch.stack([self._text_cache[k] for k in keys]).to(tokens.device)
+        return self.model.text.proj(pooled)
+
+    @torch.no_grad()
+    def _pooled(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Mean-pooled output of the frozen MiniLM (open_clip's HFTextEncoder before its projection), in eval mode."""
+        text = self.model.text
+        was_training = text.transformer.training
+        text.transformer.eval()  # no dropout in what is cached, whatever mode the caller trains in
+        try:
+            mask = (tokens != text.config.pad_token_id).long()
+            out = text.pooler(text.transformer(input_ids=tokens, attention_mask=mask), mask)
+        finally:
+            text.transformer.train(was_training)
+        return out.float()
+
+    def clear_text_cache(self) -> None:
+        """Forget the cached MiniLM outputs (needed only if the frozen transformer's weights are replaced)."""
+        self._text_cache.clear()
+
+    def _weights_changed(self, keys: Iterable[str]) -> None:
+        if any(k.startswith(self.frozen_prefixes) for k in keys):
+            self.clear_text_cache()
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Refused: the CNN image tower has no gradient checkpointing, and the model is small enough not to need it."""
+        if enable:
+            raise BackboneError(
+                "mini-clip has no gradient checkpointing (its CNN image tower cannot recompute activations); "
+                "it is small enough to train without it, so leave gradient checkpointing off."
+            )
+
+
+def build_mini_clip(
+    weights: str | Path | None = None,
+    cfg: MiniClipConfig = MiniClipConfig(),
+    device: str | torch.device = "cpu",
+    precision: str = "fp32",
+) -> MiniClipBackbone:
     """The embedded mini-CLIP. ``weights=None`` loads the shipped checkpoint; ``"random"`` skips loading."""
     import open_clip
 
     model = build_mini_clip_model(cfg)
     tokenizer = open_clip.tokenizer.HFTokenizer(str(minilm_dir()), context_length=cfg.context_length)
-    backbone = Backbone("mini-clip", model.to(device).eval(), tokenizer, preprocess_for(cfg), frozen_prefixes=FROZEN)
+    backbone = MiniClipBackbone(
+        "mini-clip", model.to(device).eval(), tokenizer, preprocess_for(cfg), frozen_prefixes=FROZEN, precision=precision
+    )
     if weights != "random":
         path = Path(weights) if weights else DEFAULT_WEIGHTS
         if weights is None and not path.is_file():

@@ -2,15 +2,77 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
+
+import torch
 
 from .base import Backbone, BackboneError
 
+# Parameter-name prefixes of open_clip's two model classes. ``logit_bias`` (SigLIP) is calibration,
+# like the temperature, so it trains with it.
+CLIP_TOWERS: dict[str, tuple[str, ...]] = {
+    "image": ("visual.",),
+    "text": ("transformer.", "token_embedding.", "positional_embedding", "ln_final.", "text_projection"),
+    "temperature": ("logit_scale", "logit_bias"),
+}
+CUSTOM_TEXT_TOWERS: dict[str, tuple[str, ...]] = {
+    "image": ("visual.",),
+    "text": ("text.",),
+    "temperature": ("logit_scale", "logit_bias"),
+}
 
-def build_open_clip(arch: str, pretrained: str | None = None, device: str = "cpu", frozen_prefixes: tuple[str, ...] = ()) -> Backbone:
+
+def towers_of(model: torch.nn.Module) -> dict[str, tuple[str, ...]]:
+    """The tower prefixes of an open_clip model: ``CustomTextCLIP`` keeps its text tower under ``text.``."""
+    import open_clip
+
+    return CUSTOM_TEXT_TOWERS if isinstance(model, open_clip.CustomTextCLIP) else CLIP_TOWERS
+
+
+class OpenClipBackbone(Backbone):
+    """An open_clip model: spec ``open_clip:ARCH`` (random init) or ``open_clip:ARCH:TAG_OR_PATH``."""
+
+    towers = CLIP_TOWERS
+
+    @classmethod
+    def from_spec(cls, rest: str, device: str | torch.device = "cpu", precision: str = "fp32") -> Backbone:
+        """``rest`` is ``ARCH`` or ``ARCH:TAG_OR_PATH``."""
+        if not rest:
+            raise BackboneError("spec 'open_clip' needs an architecture, e.g. open_clip:ViT-B-32 or open_clip:ViT-B-32:openai.")
+        arch, _, pretrained = rest.partition(":")
+        return build_open_clip(arch, pretrained=pretrained or None, device=device, precision=precision)
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Checkpoint the transformer blocks of both towers (open_clip's ``set_grad_checkpointing``)."""
+        self.model.set_grad_checkpointing(enable)
+
+
+class TinyClipBackbone(OpenClipBackbone):
+    """The random tiny open_clip CLIP: spec ``tiny-clip`` or ``tiny-clip:PATH.safetensors``."""
+
+    @classmethod
+    def from_spec(cls, rest: str, device: str | torch.device = "cpu", precision: str = "fp32") -> Backbone:
+        """``rest`` is empty (seeded random weights) or a ktmu checkpoint of this model."""
+        if rest and not rest.endswith(".safetensors"):
+            raise BackboneError(f"tiny-clip takes no argument or a ktmu checkpoint (tiny-clip:PATH.safetensors), not {rest!r}.")
+        backbone = build_tiny_clip(device=device, precision=precision)
+        if rest:
+            backbone.load_weights(rest)
+        return backbone
+
+
+def build_open_clip(
+    arch: str,
+    pretrained: str | None = None,
+    device: str | torch.device = "cpu",
+    frozen_prefixes: tuple[str, ...] = (),
+    precision: str = "fp32",
+) -> OpenClipBackbone:
     """Build ``arch`` (e.g. ``ViT-L-14``) with ``pretrained`` = a tag such as ``openai``, a local file, or None (random).
 
     ``.safetensors`` files written by ktmu are loaded through :meth:`Backbone.load_weights`; other
-    local files and tags go through open_clip's own loader.
+    local files and tags go through open_clip's own loader. Weights are float32 whatever
+    ``precision`` (which only sets the autocast arithmetic).
     """
     import open_clip
 
@@ -25,27 +87,30 @@ def build_open_clip(arch: str, pretrained: str | None = None, device: str = "cpu
             raise BackboneError(
                 f"{pretrained!r} is neither a file nor a pretrained tag of {arch}; tags: {', '.join(tags) or 'none'}."
             )
+    # open_clip's own precision stays fp32: weights are float32, ktmu's precision is autocast only.
     model, _, preprocess = open_clip.create_model_and_transforms(
-        arch, pretrained=None if ktmu_ckpt else pretrained, device=device, pretrained_text=False
+        arch, pretrained=None if ktmu_ckpt else pretrained, precision="fp32", device=device, pretrained_text=False
     )
-    backbone = Backbone(f"open_clip:{arch}", model.eval(), open_clip.get_tokenizer(arch), preprocess, frozen_prefixes)
+    model = model.eval()
+    backbone = OpenClipBackbone(
+        f"open_clip:{arch}", model, open_clip.get_tokenizer(arch), preprocess, frozen_prefixes, precision, towers_of(model)
+    )
     if ktmu_ckpt:
         backbone.load_weights(pretrained)  # type: ignore[arg-type]
     return backbone
 
 
-def build_tiny_clip(device: str = "cpu", seed: int = 0) -> Backbone:
+def build_tiny_clip(device: str | torch.device = "cpu", seed: int = 0, precision: str = "fp32") -> TinyClipBackbone:
     """A random-init, few-thousand-weight open_clip CLIP for tests and dry runs of the whole pipeline.
 
     Same code path as any open_clip model (ViT image tower, causal text transformer, open_clip's
     bundled BPE tokenizer), sized so one forward pass over 10,000 28x28 images takes about a second.
     """
     import open_clip
-    import torch
     from torchvision import transforms
 
     torch.manual_seed(seed)
-    model = open_clip.CLIP(
+    model: Any = open_clip.CLIP(
         embed_dim=16,
         vision_cfg=open_clip.CLIPVisionCfg(layers=1, width=32, head_width=16, patch_size=7, image_size=28),
         text_cfg=open_clip.CLIPTextCfg(context_length=16, vocab_size=49408, width=32, heads=2, layers=1),
@@ -54,4 +119,6 @@ def build_tiny_clip(device: str = "cpu", seed: int = 0) -> Backbone:
     preprocess = transforms.Compose([transforms.Grayscale(3), transforms.Resize((28, 28)), transforms.ToTensor()])
     # The token embedding table (49408 x 32) is frozen: it is most of the weights and the tests
     # check that frozen parameters receive no update.
-    return Backbone("tiny-clip", model.to(device).eval(), tokenizer, preprocess, frozen_prefixes=("token_embedding.",))
+    return TinyClipBackbone(
+        "tiny-clip", model.to(device).eval(), tokenizer, preprocess, ("token_embedding.",), precision, CLIP_TOWERS
+    )

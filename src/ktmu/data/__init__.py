@@ -11,6 +11,8 @@ DATASETS.register("fashion", "ktmu.data.fashion:load_fashion")
 DATASETS.register("digits", "ktmu.data.digits:load_digits")
 DATASETS.register("jsonl", "ktmu.data.jsonl:load_jsonl")
 DATASETS.register("imagefolder", "ktmu.data.imagefolder:load_imagefolder")
+DATASETS.register("imgnetdogs", "ktmu.data.study_worlds:load_imgnetdogs")
+DATASETS.register("compcars-s", "ktmu.data.study_worlds:load_compcars_s")
 
 
 def load_dataset(name: str, split: str, **kwargs: Any) -> ConceptDataset:

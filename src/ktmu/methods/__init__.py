@@ -1,9 +1,11 @@
 """Unlearning methods, one per file, registered by name (lazy: a method imports when chosen)."""
 from __future__ import annotations
 
+from dataclasses import fields
 from typing import Any
 
-from ..registry import Registry
+from ..registry import Registry, suggest
+from ..settings import SettingsError, cast_value
 from .base import Batch, UnlearningMethod
 
 METHODS: Registry[type[UnlearningMethod]] = Registry("method")
@@ -16,16 +18,31 @@ METHODS.register("me-gd", "ktmu.methods.me_gd:MaxEntropyGD")
 METHODS.register("task-vector", "ktmu.methods.task_vector:TaskVector")
 METHODS.register("npo-kl", "ktmu.methods.npo_kl:NPOKL")
 METHODS.register("nhl-kl", "ktmu.methods.nhl_kl:NHLKL")
+METHODS.register("simnpo", "ktmu.methods.simnpo:SimNPO")
+METHODS.register("simnpo-kl", "ktmu.methods.simnpo:SimNPOKL")
+METHODS.register("feat-orth", "ktmu.methods.feat_orth:FeatureOrthogonal")
 
 
-def build_method(name: str, **overrides: Any) -> UnlearningMethod:
-    """Instantiate a registered method, overriding hyperparameters by keyword (unknown keys are an error)."""
+def build_method(name: str, /, **overrides: Any) -> UnlearningMethod:
+    """Instantiate a registered method, overriding hyperparameters by keyword.
+
+    Keys may use '-' or '_'. Unknown keys, values of the wrong type (the text "abc" for
+    ``kl_weight``) and values out of range are a :class:`~ktmu.settings.SettingsError`, raised
+    here, before any model is loaded.
+    """
     cls = METHODS.get(name)
-    known = set(cls().hyperparameters())
-    bad = set(overrides) - known
-    if bad:
-        raise ValueError(f"method {name!r} has no hyperparameter {', '.join(sorted(bad))}; it has {', '.join(sorted(known))}.")
-    return cls(**overrides)
+    known = [f.name for f in fields(cls)]
+    values: dict[str, Any] = {}
+    for key, value in overrides.items():
+        field_name = key.replace("-", "_").lower()
+        if field_name not in known:
+            raise SettingsError(
+                f"method {name!r} has no hyperparameter {key!r}.{suggest(field_name, known)} It has {', '.join(known)}."
+            )
+        if field_name in values:
+            raise SettingsError(f"method {name!r}: hyperparameter {field_name} is given twice; keep one.")
+        values[field_name] = cast_value(cls, field_name, value)
+    return cls(**values)
 
 
 __all__ = ["Batch", "METHODS", "UnlearningMethod", "build_method"]

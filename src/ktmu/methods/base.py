@@ -1,10 +1,12 @@
 """What every unlearning method sees: logits of one forget-set batch, never the model or the trainer."""
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import ClassVar, Iterator
 
 import torch
+
+from ..settings import in_range, validate as validate_settings
 
 
 @dataclass
@@ -42,15 +44,29 @@ class UnlearningMethod:
     """Base of all methods. Subclasses are dataclasses whose fields are their hyperparameters.
 
     ``lr`` and ``epochs`` are each method's tuned training defaults; the trainer uses them unless
-    told otherwise. A method may also define ``saliency_fraction`` (trainer restricts updates to a
-    gradient-saliency mask) or ``finalize`` (trainer maps trained weights to final weights).
+    told otherwise. Two hooks, declared here with defaults that do nothing:
+    :meth:`update_mask_fraction` (the trainer restricts updates to the weights most salient for
+    :meth:`saliency_loss`) and :meth:`finalize_` (the trainer maps trained weights to the weights
+    that are scored and kept, in place; ``rewrites_weights`` says it does).
     """
 
     name: ClassVar[str] = ""
     needs_reference: ClassVar[bool] = False  # the trainer builds the frozen original only when True
     needs_features: ClassVar[bool] = False  # the trainer fills the Batch's feature fields only when True
-    lr: float = 1e-4
-    epochs: int = 10
+    # Ranges declared here hold for every subclass, also where it re-declares the default.
+    lr: float = field(default=1e-4, metadata=in_range(
+        gt=0, hint="Use a positive learning rate such as 1e-4 (--lr, or --set lr=...)."))
+    epochs: int = field(default=10, metadata=in_range(ge=1, hint="Train for at least one epoch."))
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Check every hyperparameter's type and declared range (ints in float fields become floats).
+
+        Raises :class:`ktmu.settings.SettingsError` naming the hyperparameter and what to write.
+        """
+        validate_settings(self)
 
     def loss(self, batch: Batch) -> dict[str, torch.Tensor]:
         """Named loss terms; ``"loss"`` is the total that is minimised."""
@@ -58,6 +74,20 @@ class UnlearningMethod:
 
     def hyperparameters(self) -> dict[str, float | int | str]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    # ---- trainer hooks ----------------------------------------------------------------------
+    rewrites_weights: ClassVar[bool] = False  # True when finalize_ maps trained weights to other weights
+
+    def update_mask_fraction(self) -> float | None:
+        """Fraction of weights the trainer may update (chosen by saliency), or None for all of them."""
+        return None
+
+    def saliency_loss(self, batch: Batch) -> torch.Tensor:
+        """The loss whose gradient magnitude ranks weights when :meth:`update_mask_fraction` is set."""
+        raise NotImplementedError(f"method {self.name!r} sets an update mask but defines no saliency_loss.")
+
+    def finalize_(self, params: dict[str, torch.Tensor], original: dict[str, torch.Tensor]) -> None:
+        """Map trained weights (``params``, modified in place) to final weights, given the original ones."""
 
 
 def forgotten_mask(logits: torch.Tensor, target: torch.Tensor, classes: torch.Tensor | None) -> torch.Tensor:

@@ -1,10 +1,11 @@
 """GA+KL: gradient ascent plus KL to the frozen original on the non-target logits (Tan & Gong, 2025)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
+from ..settings import in_range
 from .base import Batch, UnlearningMethod
 from .terms import forgotten_cross_entropy, kl_on_retained
 
@@ -13,7 +14,7 @@ from .terms import forgotten_cross_entropy, kl_on_retained
 class GradientAscentKL(UnlearningMethod):
     name = "ga-kl"
     needs_reference = True
-    kl_weight: float = 20.0  # the study's KL weight
+    kl_weight: float = field(default=20.0, metadata=in_range(ge=0))  # the study's KL weight
     lr: float = 1e-3  # `ktmu tune` on the difficult request: smallest rate reaching <= 5 % forget-train fine acc
     epochs: int = 5  # fixed before tuning: 5 for ascent/relabel-style methods, which forget within a few epochs
 

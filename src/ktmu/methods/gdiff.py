@@ -1,10 +1,11 @@
 """Gradient difference (GDiff): ascent on forgotten labels, descent on the kept coarse labels (Liu et al., 2022; Tan & Gong, 2025)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
+from ..settings import in_range
 from .base import Batch, UnlearningMethod
 from .terms import forgotten_cross_entropy, keep_coarse_ce
 
@@ -14,7 +15,7 @@ class GradientDifference(UnlearningMethod):
     """With no retain set, the 'retain' descent is on the forget images' own coarse labels."""
 
     name = "gdiff"
-    retain_weight: float = 1.0  # equal weights, as in the study
+    retain_weight: float = field(default=1.0, metadata=in_range(ge=0))  # equal weights, as in the study
     lr: float = 3e-5  # `ktmu tune` on the difficult request: smallest rate reaching <= 5 % forget-train fine acc
     epochs: int = 5  # fixed before tuning: 5 for ascent/relabel-style methods, which forget within a few epochs
 

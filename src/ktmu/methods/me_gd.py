@@ -1,10 +1,11 @@
 """ME+GD: maximum entropy on the forgotten labels plus descent on kept coarse labels (Yuan et al., 2024; Tan & Gong, 2025)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
+from ..settings import in_range
 from .base import Batch, UnlearningMethod
 from .terms import keep_coarse_ce, kl_from_uniform, over_forget_levels
 
@@ -12,7 +13,7 @@ from .terms import keep_coarse_ce, kl_from_uniform, over_forget_levels
 @dataclass
 class MaxEntropyGD(UnlearningMethod):
     name = "me-gd"
-    retain_weight: float = 1.0  # equal weights, as in the study
+    retain_weight: float = field(default=1.0, metadata=in_range(ge=0))  # equal weights, as in the study
     lr: float = 1e-4  # `ktmu tune` on the difficult request: smallest rate reaching <= 5 % forget-train fine acc
     epochs: int = 10  # fixed before tuning: 10 for methods held back by a KL or entropy term
 

@@ -1,0 +1,225 @@
+"""Tiny fake copies of the study's dataset layouts on disk, for tests and dress rehearsals (nothing is downloaded).
+
+Every image file of a fake root is a hard link to one 8x8 JPEG (a copy where the file system has no
+hard links), so the full ImageNet-dogs layout of 24,750 files takes about a second to make while
+still exercising ``ktmu prepare`` on the study's real image lists.
+"""
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import shutil
+from pathlib import Path
+from typing import Iterable, Literal
+
+import numpy as np
+from PIL import Image
+
+from ktmu.concepts import builtin_world
+from ktmu.prepare import study_list
+from ktmu.zeroshot_sets.common import caltech_folders, class_names
+
+OTHER_WNID = "n01440764"  # tench: a non-dog ImageNet class that prepare must ignore
+
+
+def tiny_jpeg(path: Path, color: tuple[int, int, int] = (120, 80, 40), size: int = 8) -> Path:
+    """Write one small solid-colour JPEG."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (size, size), color).save(path, format="JPEG")
+    return path
+
+
+class _Linker:
+    """Places many files as links to one seed image; folders are made once each."""
+
+    def __init__(self, seed: Path) -> None:
+        self.seed = seed
+        self.made: set[Path] = set()
+        self.can_link = True
+
+    def place(self, dest: Path) -> None:
+        if dest.parent not in self.made:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            self.made.add(dest.parent)
+        if self.can_link:
+            try:
+                os.link(self.seed, dest)
+                return
+            except OSError:  # no hard links here (or across devices): copy instead
+                self.can_link = False
+        shutil.copyfile(self.seed, dest)
+
+
+def make_imagenet_root(
+    root: Path,
+    val_layout: Literal["folders", "flat"] = "folders",
+    wnids: Iterable[str] | None = None,
+    ground_truth: Literal["csv", "devkit"] | None = None,
+) -> Path:
+    """A fake ImageNet-1k root holding every file of the study's imgnetdogs lists (or only those of ``wnids``).
+
+    ``val_layout="flat"`` puts val images directly in ``val/``. ``ground_truth`` also writes the
+    official val labels: ``"csv"`` -> ``root/LOC_val_solution.csv``; ``"devkit"`` ->
+    ``root/devkit/data/ILSVRC2012_validation_ground_truth.txt`` + ``meta.mat``. A non-dog class and
+    a stray val image are added so that prepare must pick the listed files only.
+    """
+    root = Path(root)
+    keep = set(wnids) if wnids is not None else None
+    linker = _Linker(tiny_jpeg(root / "seed.jpg"))
+    test = study_list("imgnetdogs", "test")
+    for split in ("train", "test"):
+        for rec in study_list("imgnetdogs", split) if split == "train" else test:
+            parts = Path(rec["img_path"]).parts  # (train|val, wnid, file)
+            if keep is not None and parts[1] not in keep:
+                continue
+            if split == "test" and val_layout == "flat":
+                linker.place(root / "val" / parts[2])
+            else:
+                linker.place(root / rec["img_path"])
+    linker.place(root / "train" / OTHER_WNID / f"{OTHER_WNID}_1.JPEG")
+    stray = "ILSVRC2012_val_00000001.JPEG"  # not a dog image; the real val/ holds 50,000
+    linker.place(root / "val" / stray if val_layout == "flat" else root / "val" / OTHER_WNID / stray)
+    if ground_truth is not None:
+        truth = {Path(r["img_path"]).stem: Path(r["img_path"]).parts[1] for r in test}
+        truth["ILSVRC2012_val_00000001"] = OTHER_WNID
+        write_val_ground_truth(root, truth, ground_truth)
+    return root
+
+
+def write_val_ground_truth(root: Path, truth: dict[str, str], kind: Literal["csv", "devkit"]) -> Path:
+    """Write ImageNet val labels ``{image_id: wnid}`` as Kaggle's csv or as the devkit's txt + meta.mat; returns the file to pass."""
+    if kind == "csv":
+        path = root / "LOC_val_solution.csv"
+        rows = [f"{image_id},{wnid} 1 2 30 40" for image_id, wnid in sorted(truth.items())]
+        path.write_text("ImageId,PredictionString\n" + "\n".join(rows) + "\n")
+        return path
+    from scipy.io import savemat
+
+    wnids = sorted(set(truth.values()))
+    ids = {w: i for i, w in enumerate(wnids, 1)}
+    synsets = np.array([(ids[w], w) for w in wnids], dtype=[("ILSVRC2012_ID", "O"), ("WNID", "O")])
+    data = root / "devkit" / "data"
+    data.mkdir(parents=True, exist_ok=True)
+    savemat(str(data / "meta.mat"), {"synsets": synsets.reshape(-1, 1)})
+    numbered = {int(k.rsplit("_", 1)[1]): ids[w] for k, w in truth.items()}
+    # One line per val image 1..50,000 as in the devkit; unlisted images get the first class.
+    lines = [str(numbered.get(n, 1)) for n in range(1, 50_001)]
+    path = data / "ILSVRC2012_validation_ground_truth.txt"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def make_compcars_root(root: Path, train_per_model: int = 1) -> Path:
+    """A fake CompCars-S root: every file of the study's test list plus ``train_per_model`` more images per model.
+
+    A make that is not in the world is added too; prepare must ignore it.
+    """
+    root = Path(root)
+    linker = _Linker(tiny_jpeg(root / "seed.jpg"))
+    year_of: dict[str, Path] = {}
+    for rec in study_list("compcars-s", "test"):
+        path = root / rec["img_path"]
+        linker.place(path)
+        year_of.setdefault(rec["fine_label"], path.parent)
+    for model in builtin_world("compcars-s").fine:
+        for k in range(train_per_model):
+            linker.place(year_of[model.name] / f"train_{k}.jpg")
+    linker.place(root / "Trabant" / "Trabant 601" / "1980" / "a.jpg")
+    return root
+
+
+# ---- the zero-shot suite, each in torchvision's layout ----------------------------------------------------------
+
+
+def _colour(i: int) -> tuple[int, int, int]:
+    return (40 * i % 256, 90, 200 - 30 * i % 200)
+
+
+def make_food101(root: Path, n_classes: int = 3, per_class: int = 2) -> Path:
+    """``root/food-101`` with images/<class>/<id>.jpg and meta/test.json + test.txt for the first ``n_classes`` classes."""
+    base = Path(root) / "food-101"
+    folders = [n.replace(" ", "_") for n in class_names("food101")[:n_classes]]
+    ids = {f: [f"{f}/{100 + k}" for k in range(per_class)] for f in folders}
+    for c, f in enumerate(folders):
+        for image_id in ids[f]:
+            tiny_jpeg(base / "images" / f"{image_id}.jpg", _colour(c))
+    tiny_jpeg(base / "images" / folders[0] / "999.jpg")  # a train image: not in the test list
+    (base / "meta").mkdir(parents=True)
+    (base / "meta" / "test.json").write_text(json.dumps(ids))
+    (base / "meta" / "test.txt").write_text("".join(f"{i}\n" for f in folders for i in ids[f]))
+    return Path(root)
+
+
+def make_flowers102(root: Path, labels: Iterable[int] = (1, 5, 102, 77, 1, 3), test: Iterable[int] = (2, 3, 5)) -> Path:
+    """``root/flowers-102`` with jpg/image_<n>.jpg, imagelabels.mat (1-based ``labels``) and setid.mat (``test`` ids)."""
+    from scipy.io import savemat
+
+    base = Path(root) / "flowers-102"
+    labels, test = list(labels), list(test)
+    for n in range(1, len(labels) + 1):
+        tiny_jpeg(base / "jpg" / f"image_{n:05d}.jpg", _colour(n))
+    savemat(str(base / "imagelabels.mat"), {"labels": np.array([labels], dtype=np.uint8)})
+    others = [n for n in range(1, len(labels) + 1) if n not in test]
+    savemat(str(base / "setid.mat"), {"trnid": np.array([others[:1]]), "valid": np.array([others[1:]]), "tstid": np.array([test])})
+    return Path(root)
+
+
+def make_caltech101(root: Path, per_class: int = 1, skip: Iterable[str] = ()) -> Path:
+    """``root/caltech101/101_ObjectCategories/<folder>/image_000k.jpg`` for all 102 folders but ``skip``."""
+    cats = Path(root) / "caltech101" / "101_ObjectCategories"
+    for c, folder in enumerate(caltech_folders()):
+        if folder in skip:
+            continue
+        for k in range(1, per_class + 1):
+            tiny_jpeg(cats / folder / f"image_{k:04d}.jpg", _colour(c))
+    return Path(root)
+
+
+PET_TEST = ("Abyssinian_201", "Egyptian_Mau_12", "american_pit_bull_terrier_3", "yorkshire_terrier_9")
+
+
+def make_oxford_pet(root: Path, image_ids: Iterable[str] = PET_TEST) -> Path:
+    """``root/oxford-iiit-pet`` with images/<id>.jpg and annotations/test.txt listing ``image_ids``."""
+    base = Path(root) / "oxford-iiit-pet"
+    lines = []
+    for k, image_id in enumerate(image_ids):
+        tiny_jpeg(base / "images" / f"{image_id}.jpg", _colour(k))
+        lines.append(f"{image_id} {k + 1} 1 {k + 1}")  # ids are not read: the breed comes from the name
+    (base / "annotations").mkdir(parents=True)
+    (base / "annotations" / "test.txt").write_text("\n".join(lines) + "\n")
+    return Path(root)
+
+
+def make_cifar100(root: Path, fine_labels: Iterable[int] = (0, 99, 42, 7, 0)) -> Path:
+    """``root/cifar-100-python/test``: a pickled batch of random 32x32 images with ``fine_labels``."""
+    labels = list(fine_labels)
+    rng = np.random.default_rng(0)
+    batch = {
+        "batch_label": "testing batch 1 of 1",
+        "filenames": [f"img_{k}.png" for k in range(len(labels))],
+        "fine_labels": labels,
+        "coarse_labels": [0] * len(labels),
+        "data": rng.integers(0, 256, (len(labels), 3072), dtype=np.uint8),
+    }
+    base = Path(root) / "cifar-100-python"
+    base.mkdir(parents=True)
+    with (base / "test").open("wb") as f:
+        pickle.dump(batch, f, protocol=2)
+    return Path(root)
+
+
+def make_stanford_cars(root: Path, classes: Iterable[int] = (1, 196, 14, 1)) -> Path:
+    """``root/stanford_cars`` with cars_test/<nnnnn>.jpg and cars_test_annos_withlabels.mat (1-based ``classes``)."""
+    from scipy.io import savemat
+
+    base = Path(root) / "stanford_cars"
+    rows = []
+    for k, c in enumerate(classes, 1):
+        fname = f"{k:05d}.jpg"
+        tiny_jpeg(base / "cars_test" / fname, _colour(k))
+        rows.append((1, 2, 7, 7, c, fname))
+    fields = [(n, "O") for n in ("bbox_x1", "bbox_y1", "bbox_x2", "bbox_y2", "class", "fname")]
+    savemat(str(base / "cars_test_annos_withlabels.mat"), {"annotations": np.array(rows, dtype=fields).reshape(1, -1)})
+    (base / "devkit").mkdir()
+    return Path(root)
