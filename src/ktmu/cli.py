@@ -173,7 +173,8 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     from .provenance import command_line, git_commit, versions
     from .zeroshot_report import evaluate_domains, format_eval_table
 
-    cfg = PretrainConfig(epochs=args.epochs, seed=args.seed, batch_size=args.batch_size, lr=args.lr, limit_per_world=args.limit)
+    cfg = PretrainConfig(epochs=args.epochs, seed=args.seed, batch_size=args.batch_size, lr=args.lr, limit_per_world=args.limit,
+                         without=tuple(args.without or ()))
     _prepare_file(args.out)
     backbone = build_mini_clip(weights="random")
     datasets = [load_dataset(name, "train") for name in ("fashion", "digits")]
@@ -196,7 +197,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
         "git_commit": git_commit(),
         "versions": versions(),
     }
-    manifest_path = Path(args.manifest) if args.manifest else (MANIFEST if out.resolve().parent == MANIFEST.parent else out.with_suffix(".json"))
+    manifest_path = Path(args.manifest) if args.manifest else (MANIFEST if out.resolve() == MANIFEST.with_suffix(".safetensors") else out.with_suffix(".json"))
     _dump(manifest, manifest_path)
     print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB, sha256 {manifest['sha256'][:16]}...) and {manifest_path}; pretraining took {seconds / 60:.1f} min")
     return 0
@@ -459,6 +460,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--lr", type=float, default=defaults.lr)
     sp.add_argument("--seed", type=int, default=defaults.seed)
     sp.add_argument("--limit", type=int, default=None, help="images per world (quick runs)")
+    sp.add_argument("--without", action="append", metavar="CONCEPT",
+                    help="an oracle: never caption this fine concept by name (its images keep their coarse caption); repeatable")
 
     sp = add("unlearn", cmd_unlearn, "forget concepts with one method and report what was forgotten and kept")
     sp.add_argument("--method", default="nhl-kl", help="registered method name")

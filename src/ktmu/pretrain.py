@@ -48,6 +48,9 @@ class PretrainConfig:
     coarse_weight: float = 0.5  # coarse captions matter but fine names are the harder task
     seed: int = 0
     limit_per_world: int | None = None  # subsample for quick tests; None = all images
+    # Fine concepts the model must never know (an oracle for unlearning): their names never appear
+    # in a caption and their images are captioned only by their coarse name, so the coarse knowledge stays.
+    without: tuple[str, ...] = ()
 
 
 @dataclass
@@ -83,6 +86,27 @@ def augment(x: torch.Tensor, hflip: torch.Tensor, gen: torch.Generator, max_shif
     return F.grid_sample(x - background, grid, align_corners=False, padding_mode="zeros") + background
 
 
+def _removed_fine(worlds: list[_World], names: Sequence[str]) -> set[int]:
+    """Global fine indices of the concepts named in ``names`` (fine concepts of any world; aliases accepted)."""
+    from .concepts import HierarchyError
+
+    out: set[int] = set()
+    for name in names:
+        found = False
+        for w in worlds:
+            try:
+                c = w.hierarchy.find(name)
+            except HierarchyError:
+                continue
+            if c.level != "fine":
+                raise HierarchyError(f"--without {name!r}: it is a coarse concept; an oracle leaves out fine concepts.")
+            out.add(w.fine_offset + w.hierarchy.index(c))
+            found = True
+        if not found:
+            raise HierarchyError(f"--without {name!r}: no fine concept of that name in {', '.join(w.hierarchy.name for w in worlds)}.")
+    return out
+
+
 def pretrain(
     backbone: Backbone,
     datasets: Sequence[ConceptDataset],
@@ -110,8 +134,17 @@ def pretrain(
         fo += len(ds.hierarchy.fine)
         co += len(ds.hierarchy.coarse)
 
+    # Concepts left out (oracle): global fine index -> new index, or -1 (no fine caption, coarse loss only).
+    removed = _removed_fine(worlds, cfg.without)
+    keep = [i for i in range(fo) if i not in removed]
+    remap = torch.full((fo,), -1, dtype=torch.long)
+    remap[keep] = torch.arange(len(keep))
+    for w in worlds:
+        w.fine = remap[w.fine]
+
     # Every caption the sampler can draw, pooled once through the frozen MiniLM.
-    fine_names = [c.all_names for w in worlds for c in w.hierarchy.fine]  # held-out audit names too: the model should know them
+    all_fine = [c for w in worlds for c in w.hierarchy.fine]
+    fine_names = [all_fine[i].all_names for i in keep]  # held-out audit names too: the model should know them
     coarse_names = [c.all_names for w in worlds for c in w.hierarchy.coarse]
     vocab = sorted({t.format(n) for names in fine_names + coarse_names for n in names for t in TEMPLATES})
     row = {s: i for i, s in enumerate(vocab)}
@@ -136,7 +169,7 @@ def pretrain(
     model.train()
     bar = tqdm(total=total, desc="pretrain", disable=not progress)
     for epoch in range(cfg.epochs):
-        t0, loss_sum, correct, seen = time.time(), 0.0, 0, 0
+        t0, loss_sum, correct, seen, seen_fine = time.time(), 0.0, 0, 0, 0
         order = torch.multinomial(weights, per_epoch, replacement=True, generator=gen)
         for step in range(steps_per_epoch):
             b = order[step * cfg.batch_size : (step + 1) * cfg.batch_size]
@@ -148,7 +181,7 @@ def pretrain(
             scale = model.logit_scale.exp()
             logits = scale * img @ txt.T
             nf = len(fine_caps)
-            loss = F.cross_entropy(logits[:, :nf], fine[b], label_smoothing=cfg.label_smoothing)
+            loss = F.cross_entropy(logits[:, :nf], fine[b], label_smoothing=cfg.label_smoothing, ignore_index=-1)
             loss = loss + cfg.coarse_weight * F.cross_entropy(logits[:, nf:], coarse[b], label_smoothing=cfg.label_smoothing)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -159,9 +192,10 @@ def pretrain(
             loss_sum += loss.item() * len(b)
             correct += int((logits[:, :nf].argmax(1) == fine[b]).sum())
             seen += len(b)
+            seen_fine += int((fine[b] >= 0).sum())
             bar.update(1)
             bar.set_postfix(epoch=epoch + 1, loss=f"{loss_sum / seen:.3f}", acc=f"{100 * correct / seen:.1f}")
-        rec = {"epoch": epoch + 1, "loss": loss_sum / seen, "train_fine_acc": 100 * correct / seen, "seconds": time.time() - t0}
+        rec = {"epoch": epoch + 1, "loss": loss_sum / seen, "train_fine_acc": 100 * correct / max(1, seen_fine), "seconds": time.time() - t0}
         logs.append(rec)
         if on_epoch:
             on_epoch(epoch + 1, rec)
