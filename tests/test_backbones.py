@@ -286,3 +286,14 @@ def test_saved_weights_are_reproducible_and_readable(tmp_path, mini):
     again = build_mini_clip(weights=a)
     x = torch.randn(2, 1, 28, 28)
     assert torch.equal(again.encode_image(x), mini.encode_image(x))
+
+
+def test_open_clip_text_drops_padding_exactly(tiny_backbone):
+    """The causal text tower pools at end-of-text, so dropping the padded tail changes nothing but the cost."""
+    tok = tiny_backbone.tokenize(["a photo of a shirt.", "a blurry photo of an ankle boot.", "a."])
+    assert (tok[:, -1] == 0).all()  # there is padding to drop
+    full = tiny_backbone.model.encode_text(tok, normalize=True)
+    assert torch.allclose(tiny_backbone.encode_text(tok), full, atol=1e-6)
+    tiny_backbone.encode_text(tok).sum().backward()
+    assert tiny_backbone.model.positional_embedding.grad[-1].abs().sum() == 0  # unused positions get no gradient
+    assert tiny_backbone.model.positional_embedding.grad[0].abs().sum() > 0

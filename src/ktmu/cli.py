@@ -86,7 +86,8 @@ def _train_cfg(args: argparse.Namespace):
     from .settings import validate
     from .train_config import TrainConfig
 
-    cfg = TrainConfig(lr=args.lr, epochs=args.epochs, seed=args.seed, batch_size=args.batch_size, workers=args.workers)
+    cfg = TrainConfig(lr=args.lr, epochs=args.epochs, seed=args.seed, batch_size=args.batch_size, workers=args.workers,
+                      **_recipe_trainer(args))
     validate(cfg)
     return cfg
 
@@ -208,7 +209,9 @@ def _hyper(args: argparse.Namespace, method: str) -> dict:
     from .methods import METHODS
     from .settings import parse_set
 
-    return parse_set(args.set or [], METHODS.get(method))
+    recipe = getattr(args, "recipe", None)
+    base = recipe.method(method) if recipe is not None else {}  # the recipe's values; --set wins
+    return {**base, **parse_set(args.set or [], METHODS.get(method))}
 
 
 def cmd_unlearn(args: argparse.Namespace) -> int:
@@ -227,6 +230,7 @@ def cmd_unlearn(args: argparse.Namespace) -> int:
     session = _session(args, plan, rt)
     record = run_method(session, args.method, cfg, progress=not args.quiet, **hyper)
     record["provenance"] = _provenance(args)
+    record["recipe"] = _recipe_record(args, cfg, {args.method: hyper})
     if _main_process():
         weights = save_unlearned(session, out, record)
         record["weights"] = str(weights)
@@ -250,7 +254,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     methods = args.methods or METHODS.names()
     hypers = {}
     for name in methods:
-        hypers[name] = _hyper(args, name) if args.set else {}
+        hypers[name] = _hyper(args, name)  # the recipe's values (if any), then --set
         build_method(name, **hypers[name])  # fail on a bad name or setting before loading anything
     cfg = _train_cfg(args)
     rt = _runtime(args)
@@ -258,6 +262,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     run_key = {"request": plan.request.describe(), "model": args.model, "world": args.world, "data": _data_options(args),
                "zero_shot": args.zero_shot, "max_per_concept": args.max_per_concept, "seed": args.seed,
                "precision": rt.precision, "train": rt.train, "set": args.set or []}
+    if getattr(args, "recipe", None) is not None:  # a recipe's method settings are not on the command line: key on them too
+        run_key["recipe_methods"] = hypers
     store = BenchStore.open(args.out, run_key, methods, overwrite=args.overwrite, resume=args.resume, write=_main_process())
     if store.done:
         say(f"resuming the bench in {args.out}: {', '.join(store.done)} already finished with the same settings; not re-run.")
@@ -283,7 +289,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
         write_text_atomic(out / "table.md", header + markdown_table(session.original_scores, records) + "\n")
         _dump({"level": None if args.forget else args.level, "request": session.request.describe(), "seconds": round(seconds, 1),
-               "original": recorded_scores(session.original_scores), "rows": records, "provenance": _provenance(args)}, out / "results.json")
+               "original": recorded_scores(session.original_scores), "rows": records, "provenance": _provenance(args),
+               "recipe": _recipe_record(args, cfg, hypers)}, out / "results.json")
     say(f"wrote {out / 'table.md'} and {out / 'results.json'}")
     return 0
 
@@ -401,6 +408,93 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---- recipes (configs/*.yaml) -----------------------------------------------------------------------
+# Trainer fields with a command-line flag of the same name: a recipe's value becomes that flag's
+# default. The other trainer fields travel to _train_cfg in args.trainer_settings.
+_TRAINER_FLAGS = ("lr", "epochs", "batch_size", "selection", "schedule")
+
+
+def _recipe_defaults(recipe, command: str) -> dict:
+    """Parser defaults for ``command`` from a recipe: session keys and flagged trainer fields by name, the rest bundled."""
+    defaults = {k: v for k, v in recipe.session.items() if v is not None}
+    defaults.update({k: v for k, v in recipe.trainer.items() if k in _TRAINER_FLAGS})
+    defaults["trainer_settings"] = {k: v for k, v in recipe.trainer.items() if k not in _TRAINER_FLAGS}
+    defaults["recipe"] = recipe
+    if command == "bench" and recipe.methods:
+        defaults["methods"] = list(recipe.methods)  # a recipe's methods: section is what bench runs
+    return defaults
+
+
+def _parse_with_recipe(parser: argparse.ArgumentParser, argv: list[str], args: argparse.Namespace) -> argparse.Namespace:
+    """Re-parse ``argv`` with the recipe's values as the subcommand's defaults, so that a flag given on the command line wins."""
+    from .recipes import load_recipe
+
+    recipe = load_recipe(args.config)
+    parser.commands[args.command].set_defaults(**_recipe_defaults(recipe, args.command))  # type: ignore[attr-defined]
+    args = parser.parse_args(argv)
+    _check_recipe_zero_shot(recipe, args)
+    return args
+
+
+def _check_recipe_zero_shot(recipe, args: argparse.Namespace) -> None:
+    """A recipe names its zero-shot suite; the folders must come from the command line (or --zero-shot none)."""
+    from .domains import DOMAINS
+    from .recipes import RecipeError
+
+    names = recipe.session.get("zero_shot")
+    if not names or names == ["none"]:
+        return
+    given = args.zero_shot or []
+    if given == names:  # not given on the command line
+        need = [n for n in names if DOMAINS.get(n).needs_root]
+        if need:
+            raise RecipeError(f"{recipe.path} measures zero-shot on {', '.join(names)}: give their folders, "
+                              f"--zero-shot {' '.join(f'{n}=DIR' for n in names)} (or --zero-shot none to skip them).")
+        return
+    ran = sorted(g.partition("=")[0].lower() for g in given)
+    if ran != sorted(n.lower() for n in names):
+        say(f"note: {recipe.path} measures zero-shot on {', '.join(names)}; this run measures {', '.join(ran) or 'none'} (--zero-shot), "
+            "so its zero-shot column is not the recipe's.")
+
+
+def _recipe_trainer(args: argparse.Namespace) -> dict:
+    """Trainer settings from the recipe and the --selection/--schedule flags, for TrainConfig (empty without them)."""
+    out = dict(getattr(args, "trainer_settings", None) or {})
+    out.update({k: getattr(args, k) for k in ("selection", "schedule") if getattr(args, k, None) is not None})
+    return out
+
+
+def _recipe_record(args: argparse.Namespace, cfg, hypers: dict[str, dict]) -> dict | None:
+    """What results.json records of the recipe: its file, sha256 and content, the values that ran, and what the command line changed."""
+    from dataclasses import asdict
+
+    from .methods import build_method
+    from .recipes import SESSION_KEYS
+
+    recipe = getattr(args, "recipe", None)
+    if recipe is None:
+        return None
+    session = {k: getattr(args, k, None) for k in SESSION_KEYS}
+    trainer = asdict(cfg)
+    methods = {name: build_method(name, **h).hyperparameters() for name, h in hypers.items()}
+    changed = [k for k, v in recipe.session.items() if v is not None and session.get(k) != v]
+    changed += [f"trainer.{k}" for k, v in recipe.trainer.items() if trainer.get(k) != v]
+    changed += [f"methods.{m}.{k}" for m in methods for k, v in recipe.methods.get(m, {}).items() if methods[m].get(k) != v]
+    return {"path": str(recipe.path), "absolute_path": str(recipe.path.resolve()), "sha256": recipe.sha256, "file": recipe.values(),
+            "resolved": {**session, "trainer": trainer, "methods": methods}, "overridden_on_command_line": changed}
+
+
+def _add_recipe_args(sp: argparse.ArgumentParser) -> None:
+    from .train_config import SCHEDULES, SELECTIONS, TrainConfig
+
+    sp.add_argument("--config", metavar="FILE", help="a recipe (YAML, e.g. configs/study/imgnetdogs-difficult.yaml): its values are this "
+                                                       "command's defaults; a flag given here wins")
+    sp.add_argument("--selection", choices=SELECTIONS, default=TrainConfig.selection,
+                    help="checkpoint selection: ours (extra forget-train pass per epoch, lowest kept) or study (the study's rule)")
+    sp.add_argument("--schedule", choices=SCHEDULES, default=TrainConfig.schedule,
+                    help="learning-rate schedule: warmup-cosine (per step) or cosine-epoch (the study's, stepped once per epoch)")
+
+
 # ---- parser ---------------------------------------------------------------------------------------
 def _add_runtime_args(sp: argparse.ArgumentParser, training: bool) -> None:
     sp.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda or cuda:N")
@@ -471,16 +565,18 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--overwrite", action="store_true", help="replace the results of an earlier run in --out")
     sp.add_argument("--set", action="append", metavar="KEY=VALUE", help="method hyperparameter, e.g. --set margin=3")
     _add_session_args(sp)
+    _add_recipe_args(sp)
 
     sp = add("bench", cmd_bench, "run every registered method on one level's request and tabulate")
     sp.add_argument("--out", required=True, help="folder for table.md, results.json and one file per finished method")
-    sp.add_argument("--methods", nargs="+", help="subset of methods (default: all registered)")
+    sp.add_argument("--methods", nargs="+", help="subset of methods (default: the recipe's methods with --config, else all registered)")
     sp.add_argument("--forget", action="append", help="concept or alias to forget instead of the --level request (repeatable)")
     sp.add_argument("--goal", default="fine", choices=["fine", "coarse", "hybrid"])
     sp.add_argument("--set", action="append", metavar="KEY=VALUE", help="hyperparameter for every method that has it")
     sp.add_argument("--overwrite", action="store_true", help="start over, replacing an earlier bench in --out")
     sp.add_argument("--resume", action="store_true", help="continue an interrupted bench in --out (also automatic when its settings match)")
     _add_session_args(sp)
+    _add_recipe_args(sp)
 
     from .tune import DEFAULT_LRS, THRESHOLD
 
@@ -528,15 +624,20 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--repeats", type=int, default=pd.repeats, help="each timing is the fastest of this many repetitions")
     sp.add_argument("--json", help="also write the results as JSON here")
     _add_runtime_args(sp, training=True)
+    p.commands = dict(sub.choices)  # type: ignore[attr-defined]  # name -> subparser, for recipe defaults
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(argv)
     _quiet_libraries()
     from .registry import RegistryError
 
     try:
+        if getattr(args, "config", None):
+            args = _parse_with_recipe(parser, argv, args)
         return args.fn(args)
     except (ValueError, RegistryError) as e:  # every ktmu error type derives from these; real bugs keep their traceback
         print(f"ktmu: error: {e}", file=sys.stderr)

@@ -22,6 +22,24 @@ CUSTOM_TEXT_TOWERS: dict[str, tuple[str, ...]] = {
 }
 
 
+def text_global_pool(*args, **kwargs):  # noqa: D103 - imported lazily: open_clip is heavy
+    from open_clip.transformer import text_global_pool as pool
+
+    return pool(*args, **kwargs)
+
+
+def _text_columns(model: torch.nn.Module, tokens: torch.Tensor) -> int | None:
+    """How many leading token columns hold text, when dropping the rest is exact (causal CLIP text tower pooled at EOT), else None."""
+    import open_clip
+
+    if not isinstance(model, open_clip.CLIP) or getattr(model, "attn_mask", None) is None or not isinstance(tokens, torch.Tensor):
+        return None
+    if getattr(model, "text_pool_type", None) not in ("argmax", "eos"):
+        return None
+    used = (tokens != 0).any(0).nonzero()  # open_clip's tokenizers pad with id 0
+    return int(used.max()) + 1 if len(used) else None
+
+
 def towers_of(model: torch.nn.Module) -> dict[str, tuple[str, ...]]:
     """The tower prefixes of an open_clip model: ``CustomTextCLIP`` keeps its text tower under ``text.``."""
     import open_clip
@@ -41,6 +59,27 @@ class OpenClipBackbone(Backbone):
             raise BackboneError("spec 'open_clip' needs an architecture, e.g. open_clip:ViT-B-32 or open_clip:ViT-B-32:openai.")
         arch, _, pretrained = rest.partition(":")
         return build_open_clip(arch, pretrained=pretrained or None, device=device, precision=precision)
+
+    def _encode_text(self, tokens: torch.Tensor) -> torch.Tensor:
+        """open_clip's text encoder on the token columns that hold text: the padding after the longest caption is dropped.
+
+        CLIP's text transformer is causal and pools at the end-of-text token, so no position before
+        it ever sees the padding: dropping the padded tail gives the same features (to float
+        rounding) at a fraction of the cost (dog-breed prompts use ~15 of 77 positions).
+        """
+        m = self.model
+        width = _text_columns(m, tokens)
+        if width is None or width >= tokens.shape[1]:
+            return m.encode_text(tokens, normalize=False)
+        tokens = tokens[:, :width]
+        cast_dtype = m.transformer.get_cast_dtype()
+        x = m.token_embedding(tokens).to(cast_dtype) + m.positional_embedding[:width].to(cast_dtype)
+        x = m.transformer(x, attn_mask=m.attn_mask[:width, :width])
+        x = m.ln_final(x)
+        x = text_global_pool(x, tokens, m.text_pool_type, eos_token_id=getattr(m, "text_eos_id", None))
+        if m.text_projection is not None:
+            x = m.text_projection(x) if isinstance(m.text_projection, torch.nn.Linear) else x @ m.text_projection
+        return x
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         """Checkpoint the transformer blocks of both towers (open_clip's ``set_grad_checkpointing``)."""
@@ -87,6 +126,8 @@ def build_open_clip(
             raise BackboneError(
                 f"{pretrained!r} is neither a file nor a pretrained tag of {arch}; tags: {', '.join(tags) or 'none'}."
             )
+    if pretrained and not ktmu_ckpt and not Path(pretrained).exists():
+        _fetch_tag(arch, pretrained)
     # open_clip's own precision stays fp32: weights are float32, ktmu's precision is autocast only.
     model, _, preprocess = open_clip.create_model_and_transforms(
         arch, pretrained=None if ktmu_ckpt else pretrained, precision="fp32", device=device, pretrained_text=False
@@ -98,6 +139,25 @@ def build_open_clip(
     if ktmu_ckpt:
         backbone.load_weights(pretrained)  # type: ignore[arg-type]
     return backbone
+
+
+def _fetch_tag(arch: str, tag: str) -> None:
+    """Download (or find in the cache) a pretrained tag's weights, so that a failed download is one clear error.
+
+    open_clip would log the failure and raise a RuntimeError wrapped around the hub's; this is the
+    same download call, made first, and the weights it caches are what open_clip then loads.
+    """
+    import open_clip
+
+    try:
+        open_clip.download_pretrained(open_clip.get_pretrained_cfg(arch, tag))
+    except (OSError, RuntimeError) as e:  # no network, hub errors (OSError subclasses), checksum mismatch
+        reason = " ".join(str(e).split())  # one line
+        raise BackboneError(
+            f"could not download the weights of open_clip:{arch}:{tag} (no network?): {reason} "
+            f"Download them where there is network and pass the local file instead: --model open_clip:{arch}:/path/to/weights.bin "
+            f"(or .pt, .safetensors)."
+        ) from None
 
 
 def build_tiny_clip(device: str | torch.device = "cpu", seed: int = 0, precision: str = "fp32") -> TinyClipBackbone:
