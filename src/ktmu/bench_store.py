@@ -1,7 +1,8 @@
 """A bench folder that survives a killed run: each method's result is written as it finishes and reused on resume.
 
-Layout of ``--out``: ``bench.json`` (the run's settings and method list), ``methods/<method>.json``
-(one finished run each, with the method and trainer settings it ran with), then ``table.md`` and
+Layout of ``--out``: ``bench.json`` (the run's settings and method list, written with the first
+finished method, so that a run that fails before any method finishes leaves the folder empty),
+``methods/<method>.json`` (one finished run each, with the method and trainer settings it ran with), then ``table.md`` and
 ``results.json`` once every method is done. A folder holding a bench with the same settings is
 resumed (finished methods whose settings match are not re-run); anything else that is not empty is
 refused unless ``--overwrite``.
@@ -32,6 +33,7 @@ class BenchStore:
     run_key: dict[str, Any]
     write: bool = True
     done: list[str] = field(default_factory=list)
+    methods: list[str] = field(default_factory=list)
 
     @classmethod
     def open(cls, out: str | Path, run_key: dict[str, Any], methods: Sequence[str], overwrite: bool = False, resume: bool = False,
@@ -56,8 +58,7 @@ class BenchStore:
             raise OutputError(f"--resume: {root} holds no interrupted bench ({MANIFEST} is missing); run without --resume.")
         if write:
             prepare_out_dir(root, overwrite=overwrite, resume=False)
-            write_json_atomic(manifest, {"run_key": key, "methods": list(methods)})
-        return cls(root, key, write)
+        return cls(root, key, write, methods=list(methods))
 
     def load(self, name: str, cfg: TrainConfig) -> dict | None:
         """A finished method's record when it ran with the same settings, else None."""
@@ -74,4 +75,6 @@ class BenchStore:
 
     def save(self, name: str, cfg: TrainConfig, record: dict) -> None:
         if self.write:
+            if not (self.root / MANIFEST).is_file():
+                write_json_atomic(self.root / MANIFEST, {"run_key": self.run_key, "methods": self.methods})
             write_json_atomic(self.root / METHODS_DIR / f"{name}.json", {"key": _method_key(name, cfg), "record": record})

@@ -31,16 +31,31 @@ def versions() -> dict[str, str]:
     return out
 
 
+_ARGV: list[str] | None = None  # set by ktmu.cli.main: the arguments of this command, also when called from Python
+
+
+def set_command(argv: list[str]) -> None:
+    global _ARGV
+    _ARGV = list(argv)
+
+
 def command_line() -> str:
-    return "ktmu " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    """The ``ktmu ...`` command being run, shell-quoted."""
+    args = _ARGV if _ARGV is not None else sys.argv[1:]
+    return "ktmu " + " ".join(shlex.quote(a) for a in args)
 
 
 def file_record(path: str | Path) -> dict[str, str]:
-    """A path with a content hash: sha256 of a file, or of a folder's small index files (``*.jsonl``, ``*.yaml``, ``*.json``, ``*.txt``)."""
+    """A path with a content hash: the file's sha256, or for a folder one sha256 over its small index files (``*.jsonl``, ``*.yaml``, ``*.json``, ``*.txt``: names and bytes, in name order)."""
     import hashlib
 
     p = Path(path)
     h = hashlib.sha256()
+    if p.is_file():  # a single file: its plain sha256, as `sha256sum FILE` prints it
+        with open(p, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+        return {"path": str(p.resolve()), "sha256": h.hexdigest()}
     files = [p] if p.is_file() else sorted(f for f in p.glob("*") if f.is_file() and f.suffix in (".jsonl", ".yaml", ".yml", ".json", ".txt")) if p.is_dir() else []
     for f in files:
         h.update(f.name.encode())

@@ -12,11 +12,17 @@ Lean state: the original trainable weights are held once (by the caller, on the 
 epoch's weights are copied into one preallocated buffer on the device, and task-vector arithmetic
 runs in place where the weights live; nothing is copied to the CPU.
 
-Checkpoint selection uses forget-set data only, as in the study: after each epoch the candidate
-weights (for task vectors, the negated ones) are scored by zero-shot accuracy on the forget train
-images at the forgotten level (fine for a fine goal, as in the study; coarse for a coarse goal;
-their mean for a hybrid goal), and the epoch with the lowest score is kept; ties go to the
-earliest epoch, which has moved the weights least.
+Checkpoint selection uses forget-set data only, as in the study. ``selection="ours"`` (default):
+after each epoch the candidate weights (for task vectors, the negated ones) are scored by
+zero-shot accuracy (template ensemble) on the forget train images at the forgotten level (fine
+for a fine goal; coarse for a coarse goal; their mean for a hybrid goal), and the epoch with the
+lowest score is kept; ties go to the earliest epoch, which has moved the weights least.
+``selection="study"``: the study's rule, with no extra pass: the epoch's average fine accuracy
+on the forget batches it trained on, read from the training logits (one template, weights as
+they were before each step); most methods keep the lowest (strictly lower than before), the
+methods in :data:`STUDY_KEEPS_HIGHEST` keep the highest (">= best so far", a quirk of its code
+that ktmu reproduces rather than fixes; for task vectors it scores the fine-tuned, not the
+negated, weights).
 """
 from __future__ import annotations
 
@@ -40,7 +46,12 @@ from .prompts import TEMPLATES
 from .schedule import warmup_cosine_scheduler
 from .train_config import TrainConfig
 
-__all__ = ["ForgetSet", "Reference", "TrainConfig", "TrainLog", "TrainingError", "class_mask", "compute_reference", "forget_scores", "unlearn"]
+__all__ = ["STUDY_KEEPS_HIGHEST", "ForgetSet", "Reference", "TrainConfig", "TrainLog", "TrainingError", "class_mask", "compute_reference",
+           "cosine_per_epoch", "forget_scores", "selection_rule", "unlearn"]
+
+# The study's selection keeps the epoch with the highest step-time forget accuracy (">=") for these
+# methods and the lowest (strictly lower) for every other one (study.yaml, checkpoint_selection).
+STUDY_KEEPS_HIGHEST = frozenset({"task-vector", "relabel", "salun"})
 
 
 class TrainingError(ValueError):
@@ -65,8 +76,32 @@ class Reference:
 class TrainLog:
     epochs: list[dict] = field(default_factory=list)
     selected_epoch: int = 0
+    selection_rule: str = ""  # the rule that chose selected_epoch, in words
     lr: float = 0.0
     seconds: dict[str, float] = field(default_factory=dict)  # steps, scoring, reference, saliency, other
+
+
+def cosine_per_epoch(epoch: int, epochs: int) -> float:
+    """Multiplier of the peak rate during ``epoch`` (0-based) for the study's schedule: cosine stepped once per epoch.
+
+    As torch's ``CosineAnnealingLR(T_max=epochs)`` stepped after each epoch: 1 in the first epoch,
+    0.5 (1 + cos(pi epoch / epochs)) later. Example: epochs 8 -> 1.0, 0.962, 0.854, ..., 0.038 in the last.
+    """
+    return 0.5 * (1 + math.cos(math.pi * epoch / max(1, epochs)))
+
+
+def selection_rule(selection: str, method: str, goal: str) -> str:
+    """The checkpoint-selection rule of a run, in words (for results.json)."""
+    if selection == "study":
+        keep = "highest (>= best so far)" if method in STUDY_KEEPS_HIGHEST else "lowest (strictly lower than before)"
+        return f"the study's: {keep} epoch-average forget-train fine accuracy, from the training steps' logits"
+    level = {"fine": "fine accuracy", "coarse": "coarse accuracy", "hybrid": "mean of fine accuracy and coarse accuracy of forgotten coarse concepts"}[goal]
+    return f"lowest forget-train {level} ({goal} goal), earliest on ties"
+
+
+def _goal(forget: ForgetSet) -> str:
+    """The request's goal as the forget set shows it (as :func:`forget_scores` reads it)."""
+    return "fine" if not forget.forget_coarse.any() else "coarse" if forget.forget_coarse.all() else "hybrid"
 
 
 def _template_tokens(backbone: Backbone, names: list[str]) -> list:
@@ -116,13 +151,13 @@ def _saliency_masks(backbone: Backbone, method: UnlearningMethod, forget: Forget
         p.grad = None
     fine_text = class_text_features(backbone, world.fine_names)
     coarse_text = class_text_features(backbone, world.coarse_names)
-    n = len(forget)
-    for positions in chunked(dist.shard(n), cfg.batch_size):
-        for images, pos in iter_batches(forget.source, [positions], backbone.device, cfg.workers):
-            img = backbone.encode_image(images)
-            scale = backbone.logit_scale()
-            batch = forget.batch(pos, scale * img @ fine_text.T, scale * img @ coarse_text.T)
-            (method.saliency_loss(batch) * len(pos) / n).backward()
+    chunks = [torch.as_tensor(c) for c in chunked(range(len(forget)), cfg.batch_size)]
+    mine = [dist.split_batch(c) for c in chunks]
+    for chunk, (images, pos) in zip(chunks, iter_batches(forget.source, mine, backbone.device, cfg.workers)):
+        img = backbone.encode_image(images)
+        scale = backbone.logit_scale()
+        batch = forget.batch(pos, scale * img @ fine_text.T, scale * img @ coarse_text.T)
+        (method.saliency_loss(batch) * len(pos) / len(chunk)).backward()  # the sum over batches of each batch's mean
     dist.all_reduce_grads_(params.values())
     grads = {k: (p.grad if p.grad is not None else torch.zeros_like(p)) for k, p in params.items()}
     masks = saliency_mask(grads, fraction)
@@ -191,13 +226,19 @@ def unlearn(
     masks = _saliency_masks(backbone, method, forget, world, params, fraction, cfg, dist) if fraction is not None else None
     seconds["saliency"] = time.perf_counter() - t0
 
-    opt = torch.optim.AdamW(params.values(), lr=lr, weight_decay=cfg.weight_decay)
+    opt = torch.optim.AdamW(params.values(), lr=lr, weight_decay=cfg.weight_decay, eps=cfg.adam_eps)
     steps_per_epoch = math.ceil(n / cfg.batch_size)
     total = max(1, steps_per_epoch * epochs)
-    sched = warmup_cosine_scheduler(opt, max(1, int(cfg.warmup_frac * total)), total)
+    per_epoch = cfg.schedule == "cosine-epoch"
+    if per_epoch:
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda e: cosine_per_epoch(e, epochs))
+    else:
+        sched = warmup_cosine_scheduler(opt, max(1, int(cfg.warmup_frac * total)), total)
     scaler = torch.amp.GradScaler(device.type) if backbone.precision == "amp-fp16" else None
-    log = TrainLog(lr=lr)
-    best_acc, best = math.inf, None
+    study = cfg.selection == "study"
+    highest = study and method.name in STUDY_KEEPS_HIGHEST
+    log = TrainLog(lr=lr, selection_rule=selection_rule(cfg.selection, method.name, _goal(forget)))
+    best_acc, best = (-math.inf if highest else math.inf), None
     bar = tqdm(total=total, desc=f"unlearn {method.name}", leave=False, disable=not (progress and dist.is_main))
     for epoch in range(1, epochs + 1):
         t_epoch = time.perf_counter()
@@ -206,6 +247,7 @@ def unlearn(
         mine = [dist.split_batch(b) for b in steps]
         sums = torch.zeros(0)
         keys: list[str] = []
+        hits = torch.zeros(2)  # forget images this epoch trained on: fine-correct under the step's logits, seen
         for b, (images, pos) in zip(steps, iter_batches(forget.source, mine, device, cfg.workers)):
             t = rng.randrange(len(TEMPLATES))
             if fixed_text is not None:
@@ -222,6 +264,8 @@ def unlearn(
                              forgotten_name_text=backbone.encode_text(name_tokens[t]) if name_tokens else None, logit_scale=scale)
             batch = forget.batch(pos, scale * img @ fine_text.T, scale * img @ coarse_text.T, generator=gen, **extra)
             terms = method.loss(batch)
+            with torch.no_grad():
+                seen = torch.tensor([float((batch.fine_logits.argmax(1) == batch.fine_target).sum()), float(len(pos))])
             share = len(pos) / len(b) * dist.world  # the all-reduce sums: weight each process by its share of the batch
             loss = terms["loss"].float() * share / dist.world
             opt.zero_grad(set_to_none=True)
@@ -231,8 +275,9 @@ def unlearn(
                 for k, p in params.items():
                     if p.grad is not None:
                         p.grad.mul_(masks[k])
-            values = torch.stack([v.detach().float().cpu() * len(pos) / len(b) for v in terms.values()])
-            dist.all_reduce_sum_(values)
+            values = torch.cat([torch.stack([v.detach().float().cpu() * len(pos) / len(b) for v in terms.values()]), seen])
+            dist.all_reduce_sum_(values)  # one all-reduce for the loss terms and the hit counts
+            values, seen = values[:-2], values[-2:]
             if not torch.isfinite(values[0]):
                 raise TrainingError(
                     f"the {method.name} loss became {float(values[0])} at epoch {epoch}; no model was written. "
@@ -243,24 +288,38 @@ def unlearn(
                 scaler.update()
             else:
                 opt.step()
-            sched.step()
+            if not per_epoch:
+                sched.step()
             keys = list(terms)
             sums = values if not len(sums) else sums + values
+            hits += seen
             bar.update(1)
+        if per_epoch:
+            sched.step()
         seconds["steps"] += time.perf_counter() - t_epoch
 
         t0 = time.perf_counter()
         current = None
-        if method.rewrites_weights:
-            current = backbone.copy_trainable()
-            method.finalize_(params, original)
-        scores = forget_scores(backbone, forget, world, workers=cfg.workers)
-        acc = scores["score"]
-        record = {"epoch": epoch, "forget_train_fine_acc": scores["forget_fine"], "forget_train_coarse_acc": scores["forget_coarse"],
-                  "selection_score": acc, **{k: float(v) / steps_per_epoch for k, v in zip(keys, sums)}}
+        step_acc = float(hits[0] / hits[1] * 100)
+        record = {"epoch": epoch, "forget_train_fine_acc_steps": step_acc}
+        if study:  # the study's rule: no extra pass; finalize (task vectors) only an epoch that is kept
+            acc = step_acc
+            keep = acc >= best_acc if highest else acc < best_acc
+            if keep and method.rewrites_weights:
+                current = backbone.copy_trainable()
+                method.finalize_(params, original)
+        else:
+            if method.rewrites_weights:
+                current = backbone.copy_trainable()
+                method.finalize_(params, original)
+            scores = forget_scores(backbone, forget, world, workers=cfg.workers)
+            acc = scores["score"]
+            keep = acc < best_acc
+            record.update(forget_train_fine_acc=scores["forget_fine"], forget_train_coarse_acc=scores["forget_coarse"])
+        record.update(selection_score=acc, **{k: float(v) / steps_per_epoch for k, v in zip(keys, sums)})
         log.epochs.append(record)
         bar.set_postfix(epoch=epoch, forget_acc=f"{acc:.1f}", loss=f"{record['loss']:.3f}")
-        if acc < best_acc:
+        if keep:
             best_acc, log.selected_epoch = acc, epoch
             if best is None:
                 best = backbone.copy_trainable()

@@ -29,6 +29,8 @@ def _read_records(path: Path) -> list[dict]:
         if missing:
             raise DatasetError(f"{path}:{n}: record lacks {', '.join(sorted(missing))}.")
         records.append(rec)
+    if not records:
+        raise DatasetError(f"jsonl split file {path} holds no records; every split needs at least one image.")
     return records
 
 

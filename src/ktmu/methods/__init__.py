@@ -19,7 +19,6 @@ METHODS.register("task-vector", "ktmu.methods.task_vector:TaskVector")
 METHODS.register("npo-kl", "ktmu.methods.npo_kl:NPOKL")
 METHODS.register("nhl-kl", "ktmu.methods.nhl_kl:NHLKL")
 METHODS.register("simnpo", "ktmu.methods.simnpo:SimNPO")
-METHODS.register("simnpo-kl", "ktmu.methods.simnpo:SimNPOKL")
 METHODS.register("feat-orth", "ktmu.methods.feat_orth:FeatureOrthogonal")
 
 

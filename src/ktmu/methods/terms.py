@@ -83,18 +83,43 @@ def random_other_labels(target: torch.Tensor, num_classes: int, generator: torch
     return torch.multinomial(weights, 1, generator=generator).squeeze(1).to(target.device)
 
 
-def kl_on_retained(b: Batch) -> torch.Tensor:
-    """Mean KL to the original on everything a sample does not forget.
+def kl_retained_parts(b: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-sample KL to the original on what a sample keeps, (fine, coarse), each (B,).
 
     Fine: all fine logits but the forgotten ones (the target's and the request's). Coarse: all
     coarse logits when the coarse label is kept, all but the forgotten ones when it is not.
+    Example (tests/test_terms.py): fine logits (10, 0, 0) vs reference (0, ln 3, 0), target 0 ->
+    fine 3/4 ln(3/2) + 1/4 ln(1/2) = 0.130812; coarse logits (0, 0) vs reference (ln 3, 0), kept ->
+    coarse 3/4 ln(3/2) + 1/4 ln(1/2) = 0.130812 as well.
     """
     if b.ref_fine_logits is None or b.ref_coarse_logits is None:
         raise ValueError(NEEDS_REFERENCE)
     fine = kl_non_target(b.fine_logits, b.ref_fine_logits, forgotten_mask(b.fine_logits, b.fine_target, b.fine_forgotten))
     coarse_exclude = forgotten_mask(b.coarse_logits, b.coarse_target, b.coarse_forgotten) & b.forget_coarse[:, None]
     coarse = kl_non_target(b.coarse_logits, b.ref_coarse_logits, coarse_exclude)
+    return fine, coarse
+
+
+def kl_on_retained(b: Batch) -> torch.Tensor:
+    """Mean KL to the original on everything a sample does not forget: mean of fine + coarse (:func:`kl_retained_parts`)."""
+    fine, coarse = kl_retained_parts(b)
     return (fine + coarse).mean()
+
+
+def weighted_kl_on_retained(b: Batch, fine_weight: float, coarse_weight: float | None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The weighted KL term of the KL methods and its parts for logging: (term, {"kl", "kl_fine", "kl_coarse"}).
+
+    ``coarse_weight`` None: ``fine_weight * kl_on_retained(b)``, one weight for both levels (ktmu's
+    default, computed exactly as before the split). Otherwise ``fine_weight * mean fine KL +
+    coarse_weight * mean coarse KL`` (the study's KL_f / KL_c pairs). Equal weights give the same
+    value either way, up to float rounding.
+    """
+    fine, coarse = kl_retained_parts(b)
+    kl = (fine + coarse).mean()
+    parts = {"kl": kl, "kl_fine": fine.mean(), "kl_coarse": coarse.mean()}
+    if coarse_weight is None:
+        return fine_weight * kl, parts
+    return fine_weight * parts["kl_fine"] + coarse_weight * parts["kl_coarse"], parts
 
 
 def keep_coarse_ce(b: Batch) -> torch.Tensor:
@@ -113,3 +138,59 @@ def over_forget_levels(b: Batch, term: Callable[[Level], torch.Tensor]) -> torch
 def forgotten_cross_entropy(b: Batch) -> torch.Tensor:
     """Cross-entropy of each forgotten label, summed over levels (ascended by GA-style methods, descended by task vectors)."""
     return over_forget_levels(b, lambda lv: cross_entropy(lv.logits, lv.target))
+
+
+# ---- SimNPO and feature-space terms ---------------------------------------------------------------
+
+NEEDS_FEATURES = (
+    "this loss needs image and text features (set needs_features = True on the method; the trainer then fills "
+    "Batch.image_features, ref_image_features, fine_text, coarse_text, forgotten_name_text and logit_scale)."
+)
+
+
+def simnpo(logits: torch.Tensor, target: torch.Tensor, beta: float, gamma: float, forgotten: torch.Tensor | None = None) -> torch.Tensor:
+    """SimNPO (Fan et al., 2024) on a class label: (2/beta) * log(1 + e^gamma * p^beta) per sample.
+
+    The paper's -(2/beta) log sigmoid(-(beta/|y|) log p(y|x) - gamma) with |y| = 1 (a class label is
+    one unit), since -log sigmoid(-x) = softplus(x) = log(1 + e^x). p is the probability of the
+    target or, with a ``forgotten`` mask, of all forgotten classes together (as in :func:`npo`).
+    It is NPO with the reference probability fixed at e^(-gamma/beta) instead of the original
+    model's. Example: logits (ln 2, 0, 0), target 0, beta 2, gamma 0: p = 1/2 -> log(1 + 1/4) = 0.22314.
+    """
+    forgotten = target_mask(logits, target) if forgotten is None else forgotten
+    logp = F.log_softmax(logits, 1).masked_fill(~forgotten, MASKED).logsumexp(1)
+    return (2.0 / beta) * F.softplus(beta * logp + gamma)
+
+
+def require_features(b: Batch, *names: str) -> None:
+    """Raise a ValueError naming the Batch feature fields in ``names`` that the trainer did not fill."""
+    missing = [n for n in names if getattr(b, n) is None]
+    if missing:
+        raise ValueError(f"{NEEDS_FEATURES} Missing: {', '.join(missing)}.")
+
+
+def orthonormal_basis(vectors: torch.Tensor, rtol: float = 1e-6) -> torch.Tensor:
+    """(D, r) orthonormal basis of the span of the rows of ``vectors`` (A, D); directions below ``rtol`` of the largest singular value are dropped.
+
+    Dropping them keeps near-duplicate names (an alias whose feature equals its name's) from adding
+    an arbitrary direction to the span. Not differentiated: the span is a constant of the loss.
+    """
+    u, s, _ = torch.linalg.svd(vectors.detach().T.float(), full_matrices=False)
+    return u[:, s > rtol * s.max()].to(vectors.dtype)
+
+
+def direction_drift_outside(features: torch.Tensor, ref_features: torch.Tensor, basis: torch.Tensor) -> torch.Tensor:
+    """||u(P f) - u(P f_ref)||^2 per sample, P = I - Q Q^T, u(x) = x / |x|: how far the direction of each feature's part outside span(Q) turned.
+
+    Only the direction counts: a unit feature that gives up some of its component inside span(Q)
+    must grow outside it, and that rescaling is free. Example: Q = e1, f = (0.6, 0, 0.8),
+    f_ref = (0, 0.6, 0.8): u(P f) = (0, 0, 1), u(P f_ref) = (0, 0.6, 0.8) -> 0.6^2 + 0.2^2 = 0.4.
+    """
+
+    def outside(x: torch.Tensor) -> torch.Tensor:
+        part = x - (x @ basis) @ basis.T
+        norm = part.norm(dim=1, keepdim=True)
+        # a part that is only rounding error (span(Q) is all of it) has no direction: count it as 0
+        return torch.where(norm > 1e-6, part / norm.clamp_min(1e-6), torch.zeros_like(part))
+
+    return ((outside(features) - outside(ref_features)) ** 2).sum(1)

@@ -1,0 +1,29 @@
+"""The knowledge audit's pure probes: is a forgotten concept gone, or only its name?
+
+One idea per module, each a pure function on arrays or numbers (no model, no files):
+
+* :mod:`.linear_probe` — does a linear probe on frozen image features still find the concept?
+* :mod:`.mass` — where do the forgotten images' predictions go (still forgotten, sibling, elsewhere)?
+* :mod:`.similarity` — does sibling damage follow text similarity to the forgotten concept?
+* :mod:`.intervals` — bootstrap intervals within a seed and their combination across seeds.
+* :mod:`.worst_case` — Quality under the worst of several probes of the same concept.
+* :mod:`.recovery` — how much relearning brings back, and a curve's gap to an oracle's.
+
+Accuracies, recalls and Quality are in percent, as in :mod:`ktmu.metrics`; shares of prediction
+mass and the recovery ratio are fractions.
+"""
+from __future__ import annotations
+
+from .intervals import Interval, bootstrap_interval, bootstrap_replicates, format_interval, pooled_seed_interval, seed_interval
+from .linear_probe import ProbeResult, fit_linear_probe, probe_train_indices
+from .mass import MassSplit, forgotten_mass
+from .recovery import Recovery, curve_gap, relearning_recovery
+from .similarity import SiblingDamage, SiblingRow, sibling_damage
+from .worst_case import WorstCase, worst_case_quality
+
+__all__ = [
+    "Interval", "MassSplit", "ProbeResult", "Recovery", "SiblingDamage", "SiblingRow", "WorstCase",
+    "bootstrap_interval", "bootstrap_replicates", "curve_gap", "fit_linear_probe", "format_interval",
+    "forgotten_mass", "pooled_seed_interval", "probe_train_indices", "relearning_recovery", "seed_interval",
+    "sibling_damage", "worst_case_quality",
+]
