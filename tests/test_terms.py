@@ -119,3 +119,38 @@ def test_random_other_labels_never_target_and_uniform():
         counts = torch.bincount(r[target == y], minlength=3).float() / 3000
         others = [c for c in range(3) if c != y]
         assert counts[y] == 0 and all(abs(counts[c] - 0.5) < 0.05 for c in others)
+
+
+def _kl_batch():
+    """Two samples, 3 fine / 2 coarse classes; sample 0 keeps its coarse label, sample 1 forgets it."""
+    from ktmu.methods import Batch
+
+    return Batch(
+        fine_logits=t([10.0, 0.0, 0.0], [0.0, 0.0, 0.0]), coarse_logits=t([0.0, 0.0], [0.0, 5.0]),
+        fine_target=torch.tensor([0, 2]), coarse_target=torch.tensor([0, 1]), forget_coarse=torch.tensor([False, True]),
+        ref_fine_logits=t([0.0, math.log(3.0), 0.0], [0.0, 0.0, 0.0]), ref_coarse_logits=t([math.log(3.0), 0.0], [math.log(3.0), 0.0]),
+    )
+
+
+def test_kl_retained_parts_by_hand():
+    from ktmu.methods.terms import kl_on_retained, kl_retained_parts
+
+    fine, coarse = kl_retained_parts(_kl_batch())
+    k = 0.75 * math.log(1.5) + 0.25 * math.log(0.5)  # KL((3/4, 1/4) || (1/2, 1/2)) = 0.130812
+    # sample 0: fine without the target (0, 0) vs (ln 3, 0) -> k; coarse kept, all classes: (0, 0) vs (ln 3, 0) -> k
+    # sample 1: fine without the target: (0, 0) vs (0, 0) -> 0; coarse forgotten: only class 0 is left -> 0
+    assert fine.tolist() == pytest.approx([k, 0.0], abs=1e-6) and coarse.tolist() == pytest.approx([k, 0.0], abs=1e-6)
+    assert kl_on_retained(_kl_batch()).item() == pytest.approx(k, rel=1e-5)  # mean over the batch of fine + coarse
+
+
+def test_weighted_kl_one_weight_is_exactly_kl_on_retained_and_two_weights_split_the_levels():
+    from ktmu.methods.terms import kl_on_retained, weighted_kl_on_retained
+
+    b = _kl_batch()
+    k = 0.75 * math.log(1.5) + 0.25 * math.log(0.5)
+    term, parts = weighted_kl_on_retained(b, 20.0, None)
+    assert torch.equal(term, 20.0 * kl_on_retained(b))  # today's value, bit for bit
+    assert parts["kl_fine"].item() == pytest.approx(k / 2, rel=1e-5) and parts["kl_coarse"].item() == pytest.approx(k / 2, rel=1e-5)
+    term, _ = weighted_kl_on_retained(b, 20.0, 5.0)  # the study's KL_f / KL_c pairs
+    assert term.item() == pytest.approx(20 * k / 2 + 5 * k / 2, rel=1e-5)
+    assert weighted_kl_on_retained(b, 20.0, 20.0)[0].item() == pytest.approx((20.0 * kl_on_retained(b)).item(), rel=1e-6)

@@ -12,7 +12,11 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
+
+if TYPE_CHECKING:  # annotations only: the CLI imports the library lazily
+    from .recipes import Recipe
+    from .train_config import TrainConfig
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -205,13 +209,47 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
 
 
 # ---- unlearn / bench / demo -----------------------------------------------------------------------
-def _hyper(args: argparse.Namespace, method: str) -> dict:
+def _hyper(args: argparse.Namespace, method: str, shared: bool = False) -> dict:
+    """The method's settings: the recipe's values, then --set; ``shared`` (bench): only the --set keys the method has."""
     from .methods import METHODS
     from .settings import parse_set
 
     recipe = getattr(args, "recipe", None)
     base = recipe.method(method) if recipe is not None else {}  # the recipe's values; --set wins
-    return {**base, **parse_set(args.set or [], METHODS.get(method))}
+    cls = METHODS.get(method)
+    pairs = [item for item in args.set or [] if not shared or _has_setting(cls, item)]
+    return {**base, **parse_set(pairs, cls)}
+
+
+def _has_setting(cls: type, item: str) -> bool:
+    """Whether ``--set KEY=VALUE`` names a setting of ``cls`` (a malformed item counts, so parse_set reports it)."""
+    from .settings import SettingsError, resolve_key
+
+    key, sep, _ = item.partition("=")
+    if not sep or not key.strip():
+        return True
+    try:
+        resolve_key(cls, key)
+    except SettingsError:
+        return False
+    return True
+
+
+def _check_bench_set(items: Sequence[str], methods: Sequence[str]) -> None:
+    """A bench's --set applies to every method that has the key; a key none of them has is a typo."""
+    import dataclasses
+
+    from .methods import METHODS
+    from .registry import suggest
+    from .settings import SettingsError
+
+    classes = [METHODS.get(m) for m in methods]
+    for item in items:
+        if not any(_has_setting(cls, item) for cls in classes):
+            key = item.partition("=")[0].strip()
+            known = sorted({f.name for cls in classes for f in dataclasses.fields(cls)})
+            raise SettingsError(f"--set {key}: none of the benched methods ({', '.join(methods)}) has this setting."
+                                f"{suggest(key.replace('-', '_'), known)} Known settings: {', '.join(known)}.")
 
 
 def cmd_unlearn(args: argparse.Namespace) -> int:
@@ -253,15 +291,17 @@ def cmd_bench(args: argparse.Namespace) -> int:
     t0 = time.time()
     methods = args.methods or METHODS.names()
     hypers = {}
+    _check_bench_set(args.set or [], methods)
     for name in methods:
-        hypers[name] = _hyper(args, name)  # the recipe's values (if any), then --set
+        hypers[name] = _hyper(args, name, shared=True)  # the recipe's values (if any), then --set
         build_method(name, **hypers[name])  # fail on a bad name or setting before loading anything
     cfg = _train_cfg(args)
     rt = _runtime(args)
     plan = _plan(args, args.forget, args.goal)
     run_key = {"request": plan.request.describe(), "model": args.model, "world": args.world, "data": _data_options(args),
                "zero_shot": args.zero_shot, "max_per_concept": args.max_per_concept, "seed": args.seed,
-               "precision": rt.precision, "train": rt.train, "set": args.set or []}
+               "precision": rt.precision, "train": rt.train, "set": args.set or [],
+               "lr": cfg.lr, "epochs": cfg.epochs, "batch_size": cfg.batch_size}  # another lr/epochs is another bench, not a resume
     if getattr(args, "recipe", None) is not None:  # a recipe's method settings are not on the command line: key on them too
         run_key["recipe_methods"] = hypers
     store = BenchStore.open(args.out, run_key, methods, overwrite=args.overwrite, resume=args.resume, write=_main_process())
@@ -414,7 +454,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 _TRAINER_FLAGS = ("lr", "epochs", "batch_size", "selection", "schedule")
 
 
-def _recipe_defaults(recipe, command: str) -> dict:
+def _recipe_defaults(recipe: Recipe, command: str) -> dict:
     """Parser defaults for ``command`` from a recipe: session keys and flagged trainer fields by name, the rest bundled."""
     defaults = {k: v for k, v in recipe.session.items() if v is not None}
     defaults.update({k: v for k, v in recipe.trainer.items() if k in _TRAINER_FLAGS})
@@ -436,7 +476,7 @@ def _parse_with_recipe(parser: argparse.ArgumentParser, argv: list[str], args: a
     return args
 
 
-def _check_recipe_zero_shot(recipe, args: argparse.Namespace) -> None:
+def _check_recipe_zero_shot(recipe: Recipe, args: argparse.Namespace) -> None:
     """A recipe names its zero-shot suite; the folders must come from the command line (or --zero-shot none)."""
     from .domains import DOMAINS
     from .recipes import RecipeError
@@ -464,7 +504,7 @@ def _recipe_trainer(args: argparse.Namespace) -> dict:
     return out
 
 
-def _recipe_record(args: argparse.Namespace, cfg, hypers: dict[str, dict]) -> dict | None:
+def _recipe_record(args: argparse.Namespace, cfg: TrainConfig, hypers: dict[str, dict]) -> dict | None:
     """What results.json records of the recipe: its file, sha256 and content, the values that ran, and what the command line changed."""
     from dataclasses import asdict
 
@@ -631,6 +671,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
+    from .provenance import set_command
+
+    set_command(argv)  # results record this command, also when main() is called from Python
     args = parser.parse_args(argv)
     _quiet_libraries()
     from .registry import RegistryError

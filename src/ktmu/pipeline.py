@@ -192,7 +192,7 @@ def run_method(session: Session, method: str, train_cfg: TrainConfig | None = No
             "train": {**asdict(cfg), "lr": log.lr, "epochs": len(log.epochs)},
             "runtime": asdict(session.runtime),
             "selected_epoch": log.selected_epoch,
-            "selection_rule": selection_rule(session.request.goal),
+            "selection_rule": log.selection_rule or selection_rule(session.request.goal),
             "epochs": log.epochs,
             "train_seconds": round(train_seconds, 2),
             "seconds": log.seconds,
