@@ -41,7 +41,7 @@ from .data.stream import chunked, iter_batches
 from .dist import Dist, DistError, get_dist
 from .forget_set import ForgetSet, class_mask
 from .methods import UnlearningMethod
-from .methods.salun import saliency_mask
+from .methods.masks import saliency_mask
 from .prompts import TEMPLATES
 from .schedule import warmup_cosine_scheduler
 from .train_config import TrainConfig
