@@ -116,7 +116,14 @@ class MiniClipBackbone(Backbone):
 
     @classmethod
     def from_spec(cls, rest: str, device: str | torch.device = "cpu", precision: str = "fp32") -> Backbone:
-        """``rest`` is empty (the shipped checkpoint), a ktmu checkpoint path, or ``random``."""
+        """``rest`` is empty (the shipped checkpoint), ``without-CONCEPT`` (a shipped oracle that never knew it), a ktmu checkpoint path, or ``random``."""
+        if rest.startswith("without-"):
+            path = WEIGHTS_DIR / f"mini_clip_{rest.replace('-', '_')}.safetensors"
+            if not path.is_file():
+                shipped = sorted(p.stem.removeprefix("mini_clip_").replace("_", "-") for p in WEIGHTS_DIR.glob("mini_clip_without_*.safetensors"))
+                raise BackboneError(f"no shipped oracle mini-clip:{rest}; shipped: {', '.join('mini-clip:' + n for n in shipped) or 'none'}. "
+                                    f"Pretrain one with: ktmu pretrain --without CONCEPT --out FILE, then use mini-clip:FILE.")
+            rest = str(path)
         return build_mini_clip(weights=rest or None, device=device, precision=precision)
 
     def _encode_text(self, tokens: Tokens) -> torch.Tensor:
