@@ -269,12 +269,20 @@ def cmd_unlearn(args: argparse.Namespace) -> int:
     record = run_method(session, args.method, cfg, progress=not args.quiet, **hyper)
     record["provenance"] = _provenance(args)
     record["recipe"] = _recipe_record(args, cfg, {args.method: hyper})
+    if getattr(args, "audit", False):  # the knowledge audit of the unlearned weights (restored afterwards)
+        from .audit.run import Auditor
+
+        record["audit"] = Auditor.for_session(session, _audit_cfg(args)).audit_session_run(session, args.method)
     if _main_process():
         weights = save_unlearned(session, out, record)
         record["weights"] = str(weights)
         _dump(record, out / "results.json")
     say(f"request: forget {', '.join(session.request.concepts)} ({session.request.goal}); forget set {len(session.forget)} images")
     say(text_table(record["original"], [record]))
+    if "audit" in record:
+        from .audit.report import audit_table
+
+        say(audit_table(record["audit"]))
     say(f"wrote {out / 'model.safetensors'} and {out / 'results.json'} ({time.time() - t0:.1f} s)")
     return 0
 
@@ -304,16 +312,25 @@ def cmd_bench(args: argparse.Namespace) -> int:
                "lr": cfg.lr, "epochs": cfg.epochs, "batch_size": cfg.batch_size}  # another lr/epochs is another bench, not a resume
     if getattr(args, "recipe", None) is not None:  # a recipe's method settings are not on the command line: key on them too
         run_key["recipe_methods"] = hypers
+    if getattr(args, "audit", False):  # audited rows are another bench (their records carry the audit)
+        run_key["audit"] = True
     store = BenchStore.open(args.out, run_key, methods, overwrite=args.overwrite, resume=args.resume, write=_main_process())
     if store.done:
         say(f"resuming the bench in {args.out}: {', '.join(store.done)} already finished with the same settings; not re-run.")
     session = _session(args, plan, rt)
+    auditor = None
+    if getattr(args, "audit", False):  # one auditor: the original's probes are measured once, for the first audited run
+        from .audit.run import Auditor
+
+        auditor = Auditor.for_session(session, _audit_cfg(args))
     records = []
     for name in tqdm(methods, desc="bench", disable=args.quiet or not _main_process()):
         rec = store.load(name, cfg)
         if rec is None:
             rec = run_method(session, name, cfg, progress=not args.quiet, **hypers[name])
             rec["provenance"] = _provenance(args)
+            if auditor is not None:
+                rec["audit"] = auditor.audit_session_run(session, name)
             store.save(name, cfg, rec)
         records.append(rec)
     seconds = time.time() - t0
@@ -395,6 +412,60 @@ def cmd_levels(args: argparse.Namespace) -> int:
         say(f"{r['concept']:<12} {r['sibling_confusion']:>13.3f} {r['text_similarity']:>9.3f} {r['train_acc']:>9.1f}  {', '.join(r['siblings']) or '-'}")
     levels = train.hierarchy.levels
     say("levels in the world file: " + ("; ".join(f"{k}: {', '.join(v)}" for k, v in levels.items()) or "none"))
+    return 0
+
+
+# ---- audit --------------------------------------------------------------------------------------
+def _audit_cfg(args: argparse.Namespace):
+    """The audit's fixed budgets: ``ktmu audit``'s flags, the defaults for ``unlearn/bench --audit``."""
+    from .audit.relearn import RelearnConfig, curve_points
+    from .audit.run import AuditConfig
+
+    relearn = RelearnConfig(steps=curve_points(getattr(args, "relearn_steps", RelearnConfig.steps[-1])),
+                            images_per_concept=getattr(args, "relearn_images", RelearnConfig.images_per_concept), seed=args.seed)
+    return AuditConfig(probe_per_class=getattr(args, "probe_per_class", AuditConfig.probe_per_class), relearn=relearn,
+                       max_per_concept=args.max_per_concept, seed=args.seed)
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from .audit.report import audit_table
+    from .audit.run import Auditor, audit_models, check_same_architecture
+    from .backbones import load_backbone
+    from .outputs import OutputError, prepare_out_dir
+    from .protocol import UnlearningEvaluator
+    from .provenance import git_commit, versions
+
+    t0 = time.time()
+    cfg = _audit_cfg(args)
+    rt = _runtime(args)
+    plan = _plan(args, args.forget, args.goal)
+    out = Path(args.out)
+    if _main_process():
+        out = prepare_out_dir(args.out, resume=True)  # created and writable; only audit.json is ever replaced here
+        if (out / "audit.json").exists() and not args.overwrite:
+            raise OutputError(f"{out} already holds an audit.json; pass --overwrite to replace it, or choose another folder.")
+    specs = {"original": args.original, "unlearned": args.model, **({"oracle": args.oracle} if args.oracle else {})}
+    backbones = {role: load_backbone(spec, device=rt.device, precision=rt.precision) for role, spec in specs.items()}
+    for role in ("original", "oracle"):
+        if role in backbones:
+            check_same_architecture(backbones["unlearned"], backbones[role], f"--{role}")
+    for note in plan.notes:
+        say(note)
+    preprocess = backbones["unlearned"].preprocess
+    others = [(c.domain.open(c.root), c.domain.templates) for c in plan.domains]
+    evaluator = UnlearningEvaluator(plan.request, plan.test, others, preprocess, progress=not args.quiet,
+                                    batch_size=rt.eval_batch_size, workers=rt.workers)
+    auditor = Auditor(plan.request, plan.train, evaluator, preprocess, cfg, workers=rt.workers, batch_size=rt.eval_batch_size,
+                      progress=not args.quiet, force=rt.force)
+    req = plan.request
+    say(f"auditing: forget {', '.join(req.concepts)} ({req.goal}) in world {req.world.name}; proxy forget set {auditor.forget_set_size} "
+        f"images (max {cfg.max_per_concept} per concept, seed {cfg.seed})")
+    result = audit_models(auditor, {role: (specs[role], b) for role, b in backbones.items()}, log=say)
+    result["provenance"] = {**_provenance(args), "models": specs, "git_commit": git_commit(), "versions": versions()}
+    result["seconds"]["total"] = round(time.time() - t0, 1)
+    _dump(result, out / "audit.json")
+    say(audit_table(result))
+    say(f"wrote {out / 'audit.json'} ({time.time() - t0:.1f} s)")
     return 0
 
 
@@ -604,6 +675,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--out", required=True, help="folder for model.safetensors and results.json")
     sp.add_argument("--overwrite", action="store_true", help="replace the results of an earlier run in --out")
     sp.add_argument("--set", action="append", metavar="KEY=VALUE", help="method hyperparameter, e.g. --set margin=3")
+    sp.add_argument("--audit", action="store_true", help="also audit the unlearned model (ktmu audit's probes); its record goes under 'audit'")
     _add_session_args(sp)
     _add_recipe_args(sp)
 
@@ -615,6 +687,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--set", action="append", metavar="KEY=VALUE", help="hyperparameter for every method that has it")
     sp.add_argument("--overwrite", action="store_true", help="start over, replacing an earlier bench in --out")
     sp.add_argument("--resume", action="store_true", help="continue an interrupted bench in --out (also automatic when its settings match)")
+    sp.add_argument("--audit", action="store_true", help="also audit every unlearned model (the original's probes once); adds audit columns")
     _add_session_args(sp)
     _add_recipe_args(sp)
 
@@ -648,6 +721,32 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--imagenet-root", help="imgnetdogs: ImageNet-1k folder with train/<wnid>/ and val/ (val/<wnid>/ or flat)")
     sp.add_argument("--val-labels", help="imgnetdogs, flat val/: LOC_val_solution.csv, or ILSVRC2012_validation_ground_truth.txt beside the devkit's meta.mat")
     sp.add_argument("--root", help="compcars-s: CompCars-S folder laid out <make>/<model>/<year>/<image>.jpg")
+
+    from .audit.relearn import RelearnConfig
+    from .audit.run import AuditConfig
+
+    sp = add("audit", cmd_audit, "audit whether a forgotten concept is gone or only its name: aliases, templates, a linear probe, "
+                                 "relearning, where the predictions go")
+    sp.add_argument("--model", required=True, help="the audited (unlearned) model, e.g. mini-clip:runs/nhl/model.safetensors")
+    sp.add_argument("--original", required=True, help="the model before unlearning, same architecture (e.g. mini-clip)")
+    sp.add_argument("--oracle", help="a model of the same architecture that never learned the concept (optional)")
+    sp.add_argument("--world", default="fashion", help="dataset whose concepts were forgotten: fashion, digits, jsonl, imagefolder, ...")
+    sp.add_argument("--data-root", help="folder of a jsonl or imagefolder world (train.jsonl/test.jsonl or train/, test/)")
+    sp.add_argument("--hierarchy", help="YAML/JSON hierarchy (aliases, audit_names, levels) for a jsonl or imagefolder world")
+    sp.add_argument("--zero-shot", nargs="+", metavar="NAME[=DIR]",
+                    help="zero-shot domains of the study's scores (default as for unlearn; 'none' for none)")
+    sp.add_argument("--forget", action="append", help="the forgotten concept (repeatable); default: the --level request")
+    sp.add_argument("--level", default="difficult", help="named request used when --forget is not given")
+    sp.add_argument("--goal", default="fine", choices=["fine", "coarse", "hybrid"])
+    sp.add_argument("--max-per-concept", type=int, default=150, help="the unlearning run's forget-set size per concept (its images are excluded)")
+    sp.add_argument("--seed", type=int, default=0, help="the unlearning run's seed (which forget set), and the audit's own draws")
+    sp.add_argument("--probe-per-class", type=int, default=AuditConfig.probe_per_class, help="linear-probe train images per fine class")
+    sp.add_argument("--relearn-steps", type=int, default=RelearnConfig.steps[-1], help="relearning budget in steps (curve at 0, 1/5, 1/2, all)")
+    sp.add_argument("--relearn-images", type=int, default=RelearnConfig.images_per_concept, help="relearning images per concept")
+    sp.add_argument("--force", action="store_true", help="audit even when the original model does not know the concept")
+    sp.add_argument("--out", required=True, help="folder for audit.json")
+    sp.add_argument("--overwrite", action="store_true", help="replace an earlier audit.json in --out")
+    _add_runtime_args(sp, training=False)
 
     from .perf import PerfOptions
 

@@ -17,3 +17,18 @@ TEMPLATES: tuple[str, ...] = (
     "this is a {}.",
 )
 
+
+# Held-out templates for the knowledge audit (``ktmu audit``) only: never used by pretraining, the
+# unlearning trainer or the zero-shot ensemble. A method that removed the concept only under the
+# ten prompts it trained with still answers to these. Written, before any measurement, to suit both
+# small grey images and ordinary photos, and to share no full wording with TEMPLATES.
+AUDIT_TEMPLATES: tuple[str, ...] = (
+    "a black and white photo of a {}.",
+    "a small grey picture of a {}.",
+    "a pixelated image of a {}.",
+    "a cropped photo of a {}.",
+    "a bright photo of a {}.",
+    "a dark photo of a {}.",
+    "a photo of one {}.",
+    "there is a {} in this picture.",
+)

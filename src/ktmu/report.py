@@ -5,6 +5,11 @@ rescaled so chance = 0, see :mod:`ktmu.metrics`), and ``flags`` marks runs whose
 be read at face value: ``COLLAPSED`` (the model predicts near chance or mostly one class),
 ``UNCHANGED`` (its weights equal the original's) and ``UNKNOWN-CONCEPT`` (the original model did not
 know what was forgotten, so forgetting it measures nothing).
+
+When runs carry a knowledge audit (``--audit``), :data:`AUDIT_COLUMNS` are added: ``alias leak``
+(D_f fine accuracy under the worst held-out name), ``probe`` (linear-probe recall of the forgotten
+concepts), ``relearn`` (D_f fine accuracy after the relearning budget) and ``WC-Quality``
+(worst-case Quality); see :mod:`ktmu.audit.run`.
 """
 from __future__ import annotations
 
@@ -12,6 +17,7 @@ import math
 from typing import Sequence
 
 COLUMNS = ("D_f coarse", "D_f fine", "D_r coarse", "D_r fine", "Quality", "Utility", "Q-U", "Zero-shot", "Q-U*", "flags")
+AUDIT_COLUMNS = ("alias leak", "probe", "relearn", "WC-Quality")
 
 
 def flag_words(record: dict) -> str:
@@ -33,21 +39,45 @@ def _row(name: str, acc: dict, summary: dict | None) -> list[str]:
     return [name] + [_fmt(v) for v in cells + q + [acc["zero_shot"]] + tail] + [flag_words(summary) if summary else ""]
 
 
+def _audited(records: Sequence[dict]) -> bool:
+    return any("audit" in r for r in records)
+
+
+def _audit_cells(audit_model: dict | None) -> list[str]:
+    """The audit columns of one model's audit record ('-' where missing or skipped)."""
+    if not audit_model:
+        return ["-"] * len(AUDIT_COLUMNS)
+    from .audit.report import get_path
+
+    paths = (("aliases", "held_out", "worst"), ("linear_probe", "forgotten_recall"), ("relearn", "forget", "after"), ("worst_case", "quality"))
+    return [_fmt(get_path(audit_model, *p)) for p in paths]
+
+
+def _columns(records: Sequence[dict]) -> tuple[str, ...]:
+    """COLUMNS, with the audit columns before ``flags`` when a run carries an audit."""
+    return COLUMNS[:-1] + AUDIT_COLUMNS + COLUMNS[-1:] if _audited(records) else COLUMNS
+
+
 def table_rows(original: dict, records: Sequence[dict]) -> list[list[str]]:
     rows = [_row("original", original, None)]
     rows += [_row(r["method"], r["unlearned"], r) for r in records]
+    if _audited(records):  # the original's audit is the same in every audited run's record
+        first = next(r["audit"] for r in records if "audit" in r)
+        audits = [first["models"].get("original")] + [(r.get("audit") or {}).get("models", {}).get("unlearned") for r in records]
+        rows = [row[:-1] + _audit_cells(a) + row[-1:] for row, a in zip(rows, audits)]
     return rows
 
 
 def markdown_table(original: dict, records: Sequence[dict]) -> str:
-    head = ["method", *COLUMNS]
-    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] + ["---:"] * (len(COLUMNS) - 1) + ["---"]) + "|"]
+    columns = _columns(records)
+    head = ["method", *columns]
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] + ["---:"] * (len(columns) - 1) + ["---"]) + "|"]
     lines += ["| " + " | ".join(r) + " |" for r in table_rows(original, records)]
     return "\n".join(lines)
 
 
 def text_table(original: dict, records: Sequence[dict]) -> str:
-    head = ["method", *COLUMNS]
+    head = ["method", *_columns(records)]
     rows = [head] + table_rows(original, records)
     widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
     fmt = lambda r: "  ".join(c.ljust(w) if i in (0, len(head) - 1) else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))  # noqa: E731

@@ -9,6 +9,13 @@ One idea per module, each a pure function on arrays or numbers (no model, no fil
 * :mod:`.worst_case` — Quality under the worst of several probes of the same concept.
 * :mod:`.recovery` — how much relearning brings back, and a curve's gap to an oracle's.
 
+And the orchestration that runs them on models (these import torch, so they load on first use):
+
+* :mod:`.names` — alias / held-out-name and per-template zero-shot probes.
+* :mod:`.relearn` — the relearning attack (few-shot fine-tuning) and its data.
+* :mod:`.run` — :class:`Auditor`: every probe on a model, and the audit record comparing models.
+* :mod:`.report` — the audit table.
+
 Accuracies, recalls and Quality are in percent, as in :mod:`ktmu.metrics`; shares of prediction
 mass and the recovery ratio are fractions.
 """
@@ -26,4 +33,17 @@ __all__ = [
     "bootstrap_interval", "bootstrap_replicates", "curve_gap", "fit_linear_probe", "format_interval",
     "forgotten_mass", "pooled_seed_interval", "probe_train_indices", "relearning_recovery", "seed_interval",
     "sibling_damage", "worst_case_quality",
+    # orchestration, imported lazily (torch):
+    "AuditConfig", "AuditError", "Auditor", "RelearnConfig", "audit_models", "audit_table", "check_same_architecture",
 ]
+
+_LAZY = {"AuditConfig": "run", "AuditError": "run", "Auditor": "run", "audit_models": "run", "check_same_architecture": "run",
+         "RelearnConfig": "relearn", "audit_table": "report"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

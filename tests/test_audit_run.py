@@ -1,0 +1,283 @@
+"""The knowledge audit's orchestration: every probe on real backbones, skipped entries, weight restoration, the CLI.
+
+The pure probe functions are tested by hand in test_audit_probes.py; here a hand-built model whose
+answers are known checks that the audit wires them to the right features, names and images.
+"""
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchvision import transforms
+
+from ktmu.audit.relearn import RelearnConfig, curve_points, relearn_indices, relearning_curve
+from ktmu.audit.run import AuditConfig, Auditor, audit_models
+from ktmu.backbones.base import Backbone
+from ktmu.cli import main
+from ktmu.concepts import Hierarchy
+from ktmu.data import ArrayDataset
+from ktmu.prompts import AUDIT_TEMPLATES, TEMPLATES
+from ktmu.protocol import UnlearningEvaluator
+from ktmu.request import UnlearningRequest
+
+# Four fine concepts; coat (index 1, after its sibling shirt) is forgotten and has a held-out name.
+KNOWN_WORLD = {
+    "name": "known",
+    "coarse": [{"name": "top"}, {"name": "footwear"}],
+    "fine": [
+        {"name": "shirt", "parent": "top", "aliases": ["blouse"]},
+        {"name": "coat", "parent": "top", "aliases": ["jacket"], "audit_names": ["parka"]},
+        {"name": "sneaker", "parent": "footwear"},
+        {"name": "sandal", "parent": "footwear"},
+    ],
+}
+COAT = 1
+PROBES = {"name", "aliases", "templates", "linear_probe", "relearn", "mass", "sibling_damage", "worst_case"}
+
+
+class KnownClip(nn.Module):
+    """A CLIP whose answers are known: an image's feature is its concept's unit vector (read off its brightness),
+    a caption's feature is the unit vector of the concept it names (whatever the template)."""
+
+    def __init__(self, name_rows: torch.Tensor) -> None:
+        super().__init__()
+        self.image_proj = nn.Parameter(torch.eye(4))  # column k: the feature of concept k's images
+        self.name_embed = nn.Parameter(name_rows.clone())  # one row per name
+        self.logit_scale = nn.Parameter(torch.tensor(math.log(10.0)))
+
+    def encode_image(self, images: torch.Tensor, normalize: bool = False) -> torch.Tensor:
+        level = ((images.float().mean(dim=(1, 2, 3)) * 255 - 30) / 50).round().clamp(0, 3).long()
+        return F.one_hot(level, 4).float() @ self.image_proj.T
+
+    def encode_text(self, tokens: torch.Tensor, normalize: bool = False) -> torch.Tensor:
+        return self.name_embed[tokens]
+
+
+def known_backbone(world: Hierarchy) -> Backbone:
+    vocab, rows = {}, []
+    for k, c in enumerate(world.fine):
+        for n in c.all_names:
+            vocab[n] = len(rows)
+            rows.append(F.one_hot(torch.tensor(k), 4).float())
+    for c in world.coarse:
+        vocab[c.name] = len(rows)
+        rows.append(sum(F.one_hot(torch.tensor(world.index(f)), 4).float() for f in world.children(c.name)))
+    frames = [t.split("{}") for t in (*TEMPLATES, *AUDIT_TEMPLATES)]
+
+    def tokenize(texts):
+        ids = []
+        for text in texts:
+            names = [text[len(a): len(text) - len(b)] for a, b in frames if text.startswith(a) and text.endswith(b)]
+            ids.append(next(vocab[n] for n in names if n in vocab))
+        return torch.tensor(ids)
+
+    towers = {"image": ("image_proj",), "text": ("name_embed",), "temperature": ("logit_scale",)}
+    backbone = Backbone("known-clip", KnownClip(torch.stack(rows)), tokenize, transforms.ToTensor(), towers=towers)
+    backbone.vocab = vocab
+    return backbone
+
+
+def known_split(world: Hierarchy, split: str, per_class: int, seed: int) -> ArrayDataset:
+    """Grey 28x28 images; concept k's pixels are uniform in [50k, 50k + 60]."""
+    rng = np.random.default_rng(seed)
+    labels = np.repeat(np.arange(4), per_class)
+    images = (rng.random((len(labels), 28, 28)) * 60 + labels[:, None, None] * 50).astype(np.uint8)
+    return ArrayDataset(world, split, images, labels)
+
+
+def known_auditor(world_dict=KNOWN_WORLD, forget="coat", train_per_class=20, max_per_concept=5, force=False) -> Auditor:
+    world = Hierarchy.from_dict(world_dict)
+    train, test = known_split(world, "train", train_per_class, 0), known_split(world, "test", 10, 1)
+    request = UnlearningRequest.parse(world, [forget])
+    preprocess = transforms.ToTensor()
+    # probe budget 20: every shirt train image but only the 15 coats outside the forget set, so where coat and shirt
+    # images share one feature the probe's best guess is shirt (a tie would otherwise be broken by rounding)
+    cfg = AuditConfig(probe_per_class=20, relearn=RelearnConfig(steps=(0, 2, 4), batch_size=4, images_per_concept=4),
+                      max_per_concept=max_per_concept)
+    return Auditor(request, train, UnlearningEvaluator(request, test, [], preprocess), preprocess, cfg, force=force)
+
+
+def test_hand_built_models_give_the_known_answers():
+    """Name suppressed, features kept -> alias leak and probe recall stay high; features collapsed onto a sibling -> probe finds nothing."""
+    auditor = known_auditor()
+    world = auditor.world
+    original = known_backbone(world)
+    suppressed = known_backbone(world)  # the canonical name's caption points away from coat; held-out names and images untouched
+    with torch.no_grad():
+        suppressed.model.name_embed[suppressed.vocab["coat"]] = -F.one_hot(torch.tensor(COAT), 4).float()
+    collapsed = known_backbone(world)  # coat images get exactly shirt's feature; every caption untouched
+    with torch.no_grad():
+        collapsed.model.image_proj[:, COAT] = collapsed.model.image_proj[:, 0]
+    result = audit_models(auditor, {"original": ("known", original), "unlearned": ("suppressed", suppressed), "oracle": ("collapsed", collapsed)})
+    o, s, c = (result["models"][r] for r in ("original", "unlearned", "oracle"))
+
+    assert o["name"]["d_f_fine"] == 100 and o["aliases"]["held_out"]["worst"] == 100 and o["linear_probe"]["forgotten_recall"] == 100
+    # suppressed: gone by its name (every template), found under the held-out name and in the features
+    assert s["name"]["d_f_fine"] == 0 and s["templates"]["held_out"]["worst"] == 0 and s["templates"]["training"]["worst"] == 0
+    assert s["aliases"]["held_out"]["concepts"]["coat"]["names"] == {"parka": {"d_f_fine": 100.0, "d_r_fine": 100.0}}
+    assert s["aliases"]["method_visible"]["worst"] == 100
+    assert s["aliases"]["method_visible"]["concepts"]["coat"]["worst_name"] == "jacket"
+    assert s["linear_probe"]["forgotten_recall"] == 100
+    assert s["worst_case"]["study_quality"] == 100 and s["worst_case"]["quality"] == 0
+    assert s["worst_case"]["probe"] == "held_out_alias" and s["worst_case"]["per_probe"]["linear_probe"] == 0
+    assert s["mass"] == {"forgotten": 0.0, "sibling": 1.0, "other": 0.0, "n": 10}
+    # collapsed onto the sibling: no name and no probe finds coat
+    assert c["name"]["d_f_fine"] == 0 and c["aliases"]["held_out"]["worst"] == 0
+    assert c["linear_probe"]["forgotten_recall"] < 50 <= s["linear_probe"]["forgotten_recall"]
+    assert c["worst_case"]["quality"] > 50
+    # gaps to the oracle (the collapsed model): the suppressed model keeps what the oracle lacks
+    gap = s["oracle_gap"]
+    assert gap["held_out_alias"] == 100 and gap["linear_probe_recall"] > 50 and set(gap["relearn"]) == {"forget", "retain"}
+    assert "oracle_gap" not in c and "oracle_gap" in o
+    for rec in (o, s, c):
+        assert PROBES <= set(rec) and "study" in rec
+        assert rec["relearn"]["forget"]["steps"] == [0, 2, 4] and len(rec["relearn"]["forget"]["curve"]) == 3
+        assert rec["relearn"]["forget"]["curve"][0] == rec["name"]["d_f_fine"]  # step 0 is the model itself
+        assert rec["relearn"]["forget"]["images"] == 4 + 3 * 4 and rec["relearn"]["retain"]["images"] == 3 * 4
+    assert o["relearn"]["forget"]["recovery"] is None and "nothing was removed" in o["relearn"]["forget"]["recovery_reason"]
+    assert s["study"]["summary"]["quality"] == 100 and s["study"]["scores"]["forget_fine"] == s["name"]["d_f_fine"]
+    json.dumps(result, allow_nan=False)  # NaN is written as null
+
+
+def test_relearning_restores_the_audited_weights_and_trainable_choice():
+    auditor = known_auditor()
+    backbone = known_backbone(auditor.world)
+    with torch.no_grad():
+        backbone.model.image_proj.add_(0.1 * torch.randn(4, 4, generator=torch.Generator().manual_seed(0)))
+    backbone.set_trainable("image")
+    before = {k: v.clone() for k, v in backbone.model.state_dict().items()}
+    m = auditor.measure(backbone, "original")
+    after = backbone.model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert backbone.trainable_choice == "image" and not backbone.model.name_embed.requires_grad
+    assert all(p.grad is None for p in backbone.model.parameters())
+    assert len(m.relearn["forget"][0]) == 3
+    # the fine-tuning itself does move the default weights (text and temperature too, not only the image tower chosen here)
+    seen = []
+    curve, final = relearning_curve(backbone, auditor.relearn_sources["forget"], auditor.world.fine_names,
+                                    lambda: seen.append(backbone.model.state_dict()["name_embed"].clone()) or 0.0, auditor.cfg.relearn,
+                                    final=lambda: {"moved": float((backbone.model.image_proj.detach() - before["image_proj"]).abs().sum())})
+    assert curve == [0.0, 0.0, 0.0] and final["moved"] > 0 and not torch.equal(seen[0], seen[-1])
+    assert torch.equal(backbone.model.image_proj, before["image_proj"]) and torch.equal(backbone.model.name_embed, before["name_embed"])
+
+
+def test_relearning_data_excludes_the_proxy_forget_set():
+    from ktmu.request import forget_set_indices
+
+    auditor = known_auditor()
+    req, train = auditor.request, auditor.train
+    idx, reason = relearn_indices(req, train, "forget", 4, 5, seed=0)
+    assert reason == "" and len(idx) == 16
+    coat = idx[train.fine_labels[idx] == COAT]
+    assert len(coat) == 4 and not set(coat) & set(forget_set_indices(req, train, 5, 0))
+    retain, _ = relearn_indices(req, train, "retain", 4, 5, seed=0)
+    assert COAT not in set(train.fine_labels[retain]) and set(retain) <= set(idx)
+    assert curve_points(50) == (0, 10, 25, 50) and curve_points(1) == (0, 1)
+
+
+def test_missing_held_out_names_and_too_few_images_are_explicit_skips():
+    no_held_out = {**KNOWN_WORLD, "fine": [{k: v for k, v in c.items() if k != "audit_names"} for c in KNOWN_WORLD["fine"]]}
+    auditor = known_auditor(no_held_out, max_per_concept=18)  # 20 coat train images, 18 in the forget set: 2 left for an attack that needs 4
+    backbone = known_backbone(auditor.world)
+    result = audit_models(auditor, {"original": ("known", backbone), "unlearned": ("known", backbone)})
+    rec = result["models"]["unlearned"]
+    assert rec["aliases"]["held_out"] == {"skipped": "the world file gives no audit_names for 'coat'"}
+    assert "jacket" in rec["aliases"]["method_visible"]["concepts"]["coat"]["names"]
+    assert "only 2 train image(s) of 'coat' outside the proxy forget set" in rec["relearn"]["forget"]["skipped"]
+    assert rec["relearn"]["retain"]["curve"]  # the retain attack needs no coat image
+    assert rec["linear_probe"]["forgotten_recall"] == 100  # the probe still ran (on the 2 coats outside the forget set)
+    assert "held_out_alias" not in rec["worst_case"]["per_probe"] and "linear_probe" in rec["worst_case"]["per_probe"]
+    from ktmu.audit.report import audit_table
+
+    table = audit_table(result)
+    assert "skipped" in table and "audit_names" in table
+
+
+def test_original_that_does_not_know_the_concept_is_refused_without_force():
+    auditor = known_auditor()
+    clueless = known_backbone(auditor.world)
+    with torch.no_grad():
+        clueless.model.image_proj.zero_()
+        clueless.model.image_proj[0] = 1  # every image looks like a shirt
+    with pytest.raises(ValueError, match="--force"):
+        auditor.measure(clueless, "original")
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory):
+    from ktmu.backbones import load_backbone
+
+    backbone = load_backbone("tiny-clip")
+    with torch.no_grad():
+        for _, p in backbone.named_trainable_parameters():
+            p.add_(0.01 * torch.randn_like(p))
+    path = tmp_path_factory.mktemp("ckpt") / "model.safetensors"
+    backbone.save_weights(path)
+    return path
+
+
+AUDIT_FAST = ["--force", "--zero-shot", "none", "--probe-per-class", "20", "--relearn-steps", "5", "--relearn-images", "4",
+              "--max-per-concept", "20", "--quiet"]
+
+
+def test_ktmu_audit_end_to_end_on_tiny_clip(tmp_path, tiny_checkpoint, capsys):
+    out = tmp_path / "audit"
+    rc = main(["audit", "--model", f"tiny-clip:{tiny_checkpoint}", "--original", "tiny-clip", "--oracle", "tiny-clip",
+               "--out", str(out), *AUDIT_FAST])
+    assert rc == 0, capsys.readouterr().err
+    data = json.loads((out / "audit.json").read_text())
+    assert data["request"]["concepts"] == ["shirt"] and data["request"]["forget_set_size"] == 20
+    assert list(data["models"]) == ["original", "unlearned", "oracle"]
+    for rec in data["models"].values():
+        assert PROBES <= set(rec)
+        for part in ("held_out", "method_visible"):
+            entry = rec["aliases"][part]
+            assert "skipped" in entry or entry["concepts"]["shirt"]["names"]
+        assert set(rec["templates"]["held_out"]["templates"]) == set(AUDIT_TEMPLATES)
+        assert set(rec["templates"]["training"]["templates"]) == set(TEMPLATES)
+        assert rec["relearn"]["forget"]["steps"] == [0, 1, 2, 5] and "d_r_fine_after" in rec["relearn"]["forget"]
+    assert data["models"]["unlearned"]["aliases"]["held_out"]["concepts"]["shirt"]["worst_name"] == "blouse"
+    assert data["models"]["unlearned"]["oracle_gap"]["d_f_fine"] is not None
+    assert data["settings"]["probe_per_class"] == 20 and data["provenance"]["models"]["original"] == "tiny-clip"
+    printed = capsys.readouterr().out
+    assert "WC-Quality" in printed and "oracle" in printed
+    # a second audit into the same folder needs --overwrite
+    rc = main(["audit", "--model", f"tiny-clip:{tiny_checkpoint}", "--original", "tiny-clip", "--out", str(out), *AUDIT_FAST])
+    assert rc == 2 and "--overwrite" in capsys.readouterr().err
+
+
+def test_ktmu_audit_refuses_an_original_of_another_architecture(tmp_path, tiny_checkpoint, capsys):
+    rc = main(["audit", "--model", f"tiny-clip:{tiny_checkpoint}", "--original", "mini-clip", "--out", str(tmp_path / "a"), *AUDIT_FAST])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "--original mini-clip is not the architecture of --model tiny-clip" in err and not (tmp_path / "a" / "audit.json").exists()
+
+
+def test_unlearn_and_bench_audit_each_run_and_the_original_once(tmp_path, monkeypatch, capsys):
+    roles = []
+    measure = Auditor.measure
+
+    def counting(self, backbone, role, *a, **kw):
+        roles.append(role)
+        return measure(self, backbone, role, *a, **kw)
+
+    monkeypatch.setattr(Auditor, "measure", counting)
+    common = ["--model", "tiny-clip", "--force", "--epochs", "1", "--max-per-concept", "10", "--zero-shot", "none", "--quiet", "--audit"]
+    assert main(["unlearn", "--method", "ga", "--out", str(tmp_path / "u"), *common]) == 0
+    rec = json.loads((tmp_path / "u" / "results.json").read_text())
+    assert set(rec["audit"]["models"]) == {"original", "unlearned"} and PROBES <= set(rec["audit"]["models"]["unlearned"])
+    assert rec["audit"]["models"]["unlearned"]["name"]["d_f_fine"] == pytest.approx(rec["unlearned"]["forget_fine"])
+    assert "WC-Quality" in capsys.readouterr().out
+
+    roles.clear()
+    assert main(["bench", "--methods", "ga", "nhl-kl", "--out", str(tmp_path / "b"), *common]) == 0
+    assert roles == ["original", "unlearned", "unlearned"]
+    res = json.loads((tmp_path / "b" / "results.json").read_text())
+    assert all("audit" in r for r in res["rows"])
+    table = (tmp_path / "b" / "table.md").read_text()
+    assert "alias leak" in table and "WC-Quality" in table and "| original |" in table
