@@ -192,7 +192,7 @@ def run_method(session: Session, method: str, train_cfg: TrainConfig | None = No
             "train": {**asdict(cfg), "lr": log.lr, "epochs": len(log.epochs)},
             "runtime": asdict(session.runtime),
             "selected_epoch": log.selected_epoch,
-            "selection_rule": log.selection_rule or selection_rule(session.request.goal),
+            "selection_rule": log.selection_rule,
             "epochs": log.epochs,
             "train_seconds": round(train_seconds, 2),
             "seconds": log.seconds,
@@ -203,12 +203,6 @@ def run_method(session: Session, method: str, train_cfg: TrainConfig | None = No
         flags=flags.record(),
     )
     return record.to_json()
-
-
-def selection_rule(goal: str) -> str:
-    """The checkpoint-selection rule in words, for results.json."""
-    level = {"fine": "fine accuracy", "coarse": "coarse accuracy", "hybrid": "mean of fine accuracy and coarse accuracy of forgotten coarse concepts"}[goal]
-    return f"lowest forget-train {level} ({goal} goal), earliest on ties"
 
 
 def save_unlearned(session: Session, out_dir: str | Path, record: dict) -> Path:
