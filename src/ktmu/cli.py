@@ -255,10 +255,11 @@ def _check_bench_set(items: Sequence[str], methods: Sequence[str]) -> None:
 def cmd_unlearn(args: argparse.Namespace) -> int:
     from .methods import build_method
     from .outputs import prepare_out_dir
-    from .pipeline import run_method, save_unlearned
+    from .pipeline import save_unlearned
     from .report import text_table
 
     t0 = time.time()
+    _check_seeds(args)
     hyper = _hyper(args, args.method)
     build_method(args.method, **hyper)  # fail on a bad name or hyperparameter before loading anything
     cfg = _train_cfg(args)
@@ -266,16 +267,19 @@ def cmd_unlearn(args: argparse.Namespace) -> int:
     plan = _plan(args, args.forget, args.goal)
     out = prepare_out_dir(args.out, overwrite=args.overwrite, resume=False) if _main_process() else Path(args.out)
     session = _session(args, plan, rt)
-    record = run_method(session, args.method, cfg, progress=not args.quiet, **hyper)
-    record["provenance"] = _provenance(args)
-    record["recipe"] = _recipe_record(args, cfg, {args.method: hyper})
-    if getattr(args, "audit", False):  # the knowledge audit of the unlearned weights (restored afterwards)
-        from .audit.run import Auditor
 
-        record["audit"] = Auditor.for_session(session, _audit_cfg(args)).audit_session_run(session, args.method)
+    def finish(run, record: dict, first: bool) -> None:
+        record["provenance"] = _provenance(args)
+        record["recipe"] = _recipe_record(args, cfg, {args.method: hyper})
+        if getattr(args, "audit", False) and first:  # the knowledge audit of the unlearned weights (restored afterwards)
+            from .audit.run import Auditor
+
+            record["audit"] = Auditor.for_session(run, _audit_cfg(args)).audit_session_run(run, args.method)
+        if _main_process() and first:  # the first seed's weights, as its record is the top level of results.json
+            record["weights"] = str(save_unlearned(run, out, record))
+
+    record = _seed_runs(args, session, plan, args.method, cfg, hyper, finish)
     if _main_process():
-        weights = save_unlearned(session, out, record)
-        record["weights"] = str(weights)
         _dump(record, out / "results.json")
     say(f"request: forget {', '.join(session.request.concepts)} ({session.request.goal}); forget set {len(session.forget)} images")
     say(text_table(record["original"], [record]))
@@ -287,16 +291,46 @@ def cmd_unlearn(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_seeds(args: argparse.Namespace) -> None:
+    if args.seeds < 1:
+        raise ValueError(f"--seeds must be at least 1, got {args.seeds}.")
+
+
+def _seed_runs(args: argparse.Namespace, session, plan, method: str, cfg: TrainConfig, hyper: dict,
+               finish: Callable[..., None]) -> dict:
+    """``method`` once per seed (``--seed`` + i: forget set and training order); one seed's record, or the aggregate of several.
+
+    ``finish(run_session, record, first)`` completes each seed's record right after its run (while
+    the backbone holds that run's weights). Over several seeds the record gets ``seeds``, ``mean``
+    and ``interval`` (see :mod:`ktmu.seeds`).
+    """
+    from dataclasses import replace
+
+    from .pipeline import reseed, run_method
+    from .seeds import aggregate, run_replicates
+
+    records, replicates = [], []
+    for i in range(args.seeds):
+        seed = args.seed + i
+        run = reseed(session, plan.train, seed)
+        record = run_method(run, method, replace(cfg, seed=seed), progress=not args.quiet, **hyper)
+        if args.seeds > 1:  # before finish(): an audit may evaluate again
+            replicates.append(run_replicates(record, session.original_eval, session.evaluator.last, session.evaluator))
+        finish(run, record, i == 0)
+        records.append(record)
+    return records[0] if args.seeds == 1 else aggregate(records, replicates)
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
     from .bench_store import BenchStore
     from .methods import METHODS, build_method
-    from .pipeline import run_method
     from .report import markdown_table, text_table
     from .results import recorded_scores
 
     t0 = time.time()
+    _check_seeds(args)
     methods = args.methods or METHODS.names()
     hypers = {}
     _check_bench_set(args.set or [], methods)
@@ -314,6 +348,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         run_key["recipe_methods"] = hypers
     if getattr(args, "audit", False):  # audited rows are another bench (their records carry the audit)
         run_key["audit"] = True
+    if args.seeds > 1:  # rows over several seeds are another bench (absent for one seed: older benches still resume)
+        run_key["seeds"] = args.seeds
     store = BenchStore.open(args.out, run_key, methods, overwrite=args.overwrite, resume=args.resume, write=_main_process())
     if store.done:
         say(f"resuming the bench in {args.out}: {', '.join(store.done)} already finished with the same settings; not re-run.")
@@ -327,10 +363,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
     for name in tqdm(methods, desc="bench", disable=args.quiet or not _main_process()):
         rec = store.load(name, cfg)
         if rec is None:
-            rec = run_method(session, name, cfg, progress=not args.quiet, **hypers[name])
-            rec["provenance"] = _provenance(args)
-            if auditor is not None:
-                rec["audit"] = auditor.audit_session_run(session, name)
+            def finish(run, record: dict, first: bool, name: str = name) -> None:
+                record["provenance"] = _provenance(args)
+                if auditor is not None and first:  # the first seed's run, whose record is the row's top level
+                    record["audit"] = auditor.audit_session_run(run, name)
+
+            rec = _seed_runs(args, session, plan, name, cfg, hypers[name], finish)
             store.save(name, cfg, rec)
         records.append(rec)
     seconds = time.time() - t0
@@ -626,6 +664,12 @@ def _add_world_args(sp: argparse.ArgumentParser) -> None:
                     help="zero-shot domains measured besides the world (default: the other built-in world for mini-clip/tiny-clip, none otherwise; 'none' for none)")
 
 
+def _add_seeds_arg(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("--seeds", type=int, default=1,
+                    help="run each method with N seeds (--seed, --seed+1, ...: forget set and training order); scores become "
+                         "mean ± 95 %% interval (paired bootstrap over test images, pooled over seeds)")
+
+
 def _add_session_args(sp: argparse.ArgumentParser) -> None:
     _add_world_args(sp)
     sp.add_argument("--level", default="difficult", help="named request used when --forget is not given (easy, medium, difficult)")
@@ -676,6 +720,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--overwrite", action="store_true", help="replace the results of an earlier run in --out")
     sp.add_argument("--set", action="append", metavar="KEY=VALUE", help="method hyperparameter, e.g. --set margin=3")
     sp.add_argument("--audit", action="store_true", help="also audit the unlearned model (ktmu audit's probes); its record goes under 'audit'")
+    _add_seeds_arg(sp)
     _add_session_args(sp)
     _add_recipe_args(sp)
 
@@ -688,6 +733,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--overwrite", action="store_true", help="start over, replacing an earlier bench in --out")
     sp.add_argument("--resume", action="store_true", help="continue an interrupted bench in --out (also automatic when its settings match)")
     sp.add_argument("--audit", action="store_true", help="also audit every unlearned model (the original's probes once); adds audit columns")
+    _add_seeds_arg(sp)
     _add_session_args(sp)
     _add_recipe_args(sp)
 

@@ -6,7 +6,7 @@ that the test split covers the request, the zero-shot domains); only then is the
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -16,6 +16,7 @@ from .backbones import Backbone, load_backbone
 from .concepts import Hierarchy
 from .data import ConceptDataset, load_dataset
 from .domains import DomainChoice, parse_zero_shot
+from .evaluate import WorldEval
 from .forget_set import ForgetSet
 from .methods import build_method
 from .metrics import RunFlags, run_flags, summarize, summarize_chance_aware, weights_changed
@@ -57,6 +58,7 @@ class Session:
     runtime: RuntimeOptions = field(default_factory=RuntimeOptions)
     notes: list[str] = field(default_factory=list)  # said once to the user (e.g. the zero-shot default)
     _reference: Reference | None = None
+    original_eval: WorldEval | None = None  # the original's per-image test predictions (for bootstrap intervals)
 
     def reference(self) -> Reference:
         """The original model's forget-set outputs, computed on first use and reused by every method."""
@@ -151,7 +153,19 @@ def open_session(
             raise RequestError("; ".join(r for r in knows.reasons if not r.startswith("the unlearned")) + ". Unlearning a concept the model never knew measures nothing: "
                                "pick a concept it knows, or add --force to run anyway (the results are then flagged).")
     return Session(backbone, plan.train.hierarchy, plan.request, forget_set, evaluator, backbone.copy_trainable(), original_scores,
-                   max_per_concept, seed, rt, list(plan.notes))
+                   max_per_concept, seed, rt, list(plan.notes), original_eval=evaluator.last if evaluator is not None else None)
+
+
+def reseed(session: Session, train: ConceptDataset, seed: int) -> Session:
+    """The same session (model, original, evaluator) with the forget set drawn with another seed.
+
+    Shares every loaded piece with ``session``; only the forget set, the seed and the cached
+    reference outputs (which depend on the forget set) are new.
+    """
+    if seed == session.seed:
+        return session
+    forget = ForgetSet.from_request(session.request, train, session.backbone.preprocess, session.max_per_concept, seed, progress=False)
+    return replace(session, forget=forget, seed=seed, _reference=None)
 
 
 def flags_for(original: dict, unlearned: dict, goal: str, weight_change: float) -> RunFlags:

@@ -7,7 +7,7 @@ import numpy as np
 
 from .backbones import Backbone
 from .data import ConceptDataset
-from .evaluate import ZeroShotEvaluator
+from .evaluate import WorldEval, ZeroShotEvaluator
 from .prompts import TEMPLATES
 from .request import RequestError, UnlearningRequest
 
@@ -32,6 +32,9 @@ class UnlearningEvaluator:
     * ``retain_fine`` / ``retain_coarse``: accuracy on D_r test (all other test images of the world).
     * ``zero_shot``: mean fine accuracy over the other domains; ``zero_shot_domains`` each one.
     * ``retain_fine_top_share``: the largest fraction of D_r test predicted as one fine class (collapse check).
+
+    ``last`` keeps the per-image predictions of the latest :meth:`evaluate` on the world's test split
+    (with ``d_f`` and friends, what :mod:`ktmu.seeds` resamples for intervals); they never enter the scores.
     """
 
     def __init__(self, request: UnlearningRequest, test: ConceptDataset, other_domains: Sequence[Domain], preprocess, progress: bool = False,
@@ -49,9 +52,11 @@ class UnlearningEvaluator:
         coarse_forgotten = np.isin(test.coarse_labels, request.forget_coarse)
         self.d_f_forgotten_coarse = self.d_f & coarse_forgotten
         self.d_f_kept_coarse = self.d_f & ~coarse_forgotten
+        self.last: WorldEval | None = None
 
     def evaluate(self, backbone: Backbone) -> dict:
         ev = self.world.evaluate(backbone)
+        self.last = ev
         d_f, d_r = ev.subset(self.d_f), ev.subset(~self.d_f)
         world = self.request.world
         out = {

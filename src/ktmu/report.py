@@ -10,6 +10,10 @@ When runs carry a knowledge audit (``--audit``), :data:`AUDIT_COLUMNS` are added
 (D_f fine accuracy under the worst held-out name), ``probe`` (linear-probe recall of the forgotten
 concepts), ``relearn`` (D_f fine accuracy after the relearning budget) and ``WC-Quality``
 (worst-case Quality); see :mod:`ktmu.audit.run`.
+
+A run over several seeds (``--seeds N``, see :mod:`ktmu.seeds`) carries ``mean`` and ``interval``:
+its row shows the means over seeds, ``Q-U`` and ``Q-U*`` as ``97.8 ± 0.4`` (mean ± half the 95 %
+interval), and the flags raised by any seed.
 """
 from __future__ import annotations
 
@@ -21,21 +25,39 @@ AUDIT_COLUMNS = ("alias leak", "probe", "relearn", "WC-Quality")
 
 
 def flag_words(record: dict) -> str:
-    """The run's warnings as short words ('-' for a clean run)."""
-    f = record.get("flags") or {}
-    words = [w for w, on in (("COLLAPSED", f.get("collapsed")), ("UNCHANGED", f.get("unchanged")),
-                             ("UNKNOWN-CONCEPT", f and not f.get("original_knows_concept", True))) if on]
+    """The run's warnings as short words ('-' for a clean run); over several seeds, those of any seed."""
+    words = []
+    for r in record.get("seeds") or [record]:
+        f = r.get("flags") or {}
+        words += [w for w, on in (("COLLAPSED", f.get("collapsed")), ("UNCHANGED", f.get("unchanged")),
+                                  ("UNKNOWN-CONCEPT", f and not f.get("original_knows_concept", True))) if on and w not in words]
     return ",".join(words) or "-"
 
 
-def _fmt(v: float | None) -> str:
+def _fmt(v: float | str | None) -> str:
+    if isinstance(v, str):
+        return v
     return "-" if v is None else ("nan" if isinstance(v, float) and math.isnan(v) else f"{v:.2f}")
 
 
+def _with_interval(summary: dict, key: str) -> float | str | None:
+    """``"97.8 ± 0.4"`` when the run carries an interval for ``key``, else the plain value."""
+    value, iv = summary.get(key), (summary.get("interval") or {}).get(key)
+    if iv is None or value is None or math.isnan(value):
+        return value
+    from .audit.intervals import Interval, format_interval
+
+    return format_interval(Interval(value, iv["low"], iv["high"]))
+
+
 def _row(name: str, acc: dict, summary: dict | None) -> list[str]:
+    mean = (summary or {}).get("mean")
+    if mean:  # several seeds: every number is the mean over seeds
+        acc = {**acc, **{k: v for k, v in mean.items() if k in acc}}
+        summary = {**summary, **{k: v for k, v in mean.items() if k in summary}}
     cells = [acc["forget_coarse"], acc["forget_fine"], acc["retain_coarse"], acc["retain_fine"]]
-    q = [summary["quality"], summary["utility"], summary["qu"]] if summary else [None] * 3
-    tail = [summary.get("qu_ca")] if summary else [None]
+    q = [summary["quality"], summary["utility"], _with_interval(summary, "qu")] if summary else [None] * 3
+    tail = [_with_interval(summary, "qu_ca")] if summary else [None]
     return [name] + [_fmt(v) for v in cells + q + [acc["zero_shot"]] + tail] + [flag_words(summary) if summary else ""]
 
 
