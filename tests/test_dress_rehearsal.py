@@ -4,7 +4,7 @@ Everything the GPU run does happens here except the model and the pixels: a fake
 with every one of the study's 24,750 files (tiny JPEGs, hard links), ``ktmu prepare imgnetdogs``,
 then ``ktmu bench --config configs/study/imgnetdogs-difficult.yaml`` with the random ``tiny-clip``
 (hence ``--force``), one epoch instead of eight and no zero-shot folders. Measured on the CI-class
-machine (2 shared CPU cores): see docs/reproducing-the-study.md.
+machine (2 shared CPU cores): see the README ("Reproducing the study").
 """
 import hashlib
 import json
@@ -62,4 +62,4 @@ def test_table2_recipe_end_to_end_on_a_fake_imagenet(tmp_path, capsys):
     table = (out / "table.md").read_text()
     assert all(f"| {m} |" in table for m in recipe.methods)
     timings = {"prepare_s": round(t_prepare, 1), "bench_s": round(t_bench, 1), "bench_reported_s": res["seconds"]}
-    print(json.dumps(timings))  # shown with pytest -s; docs/reproducing-the-study.md quotes a measured run
+    print(json.dumps(timings))  # shown with pytest -s; the README ("Reproducing the study") quotes a measured run

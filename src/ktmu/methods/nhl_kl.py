@@ -15,7 +15,7 @@ class NHLKL(UnlearningMethod):
     name = "nhl-kl"
     needs_reference = True
     margin: float = field(default=2.0, metadata=in_range(ge=0))  # the study's hinge margin (in logit units)
-    kl_weight: float = field(default=20.0, metadata=in_range(ge=0))  # the study's number, on ktmu's KL (summed over classes, the study's averages: docs/reproducing-the-study.md)
+    kl_weight: float = field(default=20.0, metadata=in_range(ge=0))  # the study's number, on ktmu's KL (summed over classes, the study's averages: the README ("Reproducing the study"))
     # Weight of the coarse-level KL; None = kl_weight for both levels (ktmu's default, tuned on fashion).
     # The study weighs the levels separately (its KL_c; kl_weight is then its KL_f): see configs/study/.
     kl_coarse_weight: float | None = field(default=None, metadata=in_range(ge=0))
