@@ -50,6 +50,10 @@ class Hierarchy:
     fine: tuple[Concept, ...]
     domain: str = ""
     levels: dict[str, tuple[str, ...]] = field(default_factory=dict, compare=False)  # named requests, e.g. difficulty levels
+    # The world's own prompt templates (``templates: {train: [...], test: [...]}`` in the world file):
+    # ``train`` captions class names during unlearning, ``test`` in evaluation. Empty = ktmu's generic set.
+    train_templates: tuple[str, ...] = field(default=(), compare=False)
+    test_templates: tuple[str, ...] = field(default=(), compare=False)
     _lookup: dict[str, Concept] = field(default_factory=dict, repr=False, compare=False)
     _audit_lookup: dict[str, Concept] = field(default_factory=dict, repr=False, compare=False)  # held-out names only
 
@@ -94,6 +98,7 @@ class Hierarchy:
             coarse=concepts(data.get("coarse", []), "coarse"),
             fine=concepts(data["fine"], "fine"),
             levels={str(k): _name_list(v, f"{source}: level {k!r}") for k, v in _levels(data.get("levels"), source).items()},
+            **_templates(data.get("templates"), source),
         )
 
     @classmethod
@@ -240,6 +245,22 @@ def _levels(value: Any, source: str) -> dict:
     if not isinstance(value, dict):
         raise HierarchyError(f"{source}: 'levels' must map level names to lists of concepts, got {value!r}.")
     return value
+
+
+def _templates(value: Any, source: str) -> dict[str, tuple[str, ...]]:
+    """``{"train_templates", "test_templates"}`` from a world file's ``templates: {train: [...], test: [...]}``."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or set(value) - {"train", "test"}:
+        raise HierarchyError(f"{source}: 'templates' must be a mapping with 'train' and/or 'test' lists of captions like \"a photo of a {{}}.\".")
+    out = {}
+    for split, items in value.items():
+        names = _name_list(items, f"{source}: templates.{split}")
+        bad = [t for t in names if t.count("{}") != 1]
+        if bad:
+            raise HierarchyError(f"{source}: template {bad[0]!r} in templates.{split} needs exactly one '{{}}' where the concept name goes.")
+        out[f"{split}_templates"] = names
+    return out
 
 
 def builtin_world(name: str) -> Hierarchy:

@@ -17,6 +17,7 @@ from .backbones import Backbone
 from .data import ConceptDataset
 from .backbones.encode import class_text_features, embed_source
 from .data.stream import image_source
+from .prompts import eval_templates
 
 PER_CLASS = 500  # train images per concept: enough for a stable mean, 10x faster than all 6,000
 
@@ -29,7 +30,7 @@ def sibling_difficulty(backbone: Backbone, train: ConceptDataset, per_class: int
     rng = np.random.default_rng(seed)
     idx = np.concatenate([rng.permutation(np.flatnonzero(train.fine_labels == f))[:per_class] for f in range(len(world.fine))])
     feats = embed_source(backbone, image_source(train, backbone.preprocess, idx), workers=workers, progress=progress, desc="embed train")
-    text = class_text_features(backbone, world.fine_names).float().cpu()
+    text = class_text_features(backbone, world.fine_names, eval_templates(world)).float().cpu()
     probs = (backbone.logit_scale().float().cpu() * feats @ text.T).softmax(1)
     labels = torch.as_tensor(train.fine_labels[idx])
     parents = world.fine_to_coarse()

@@ -12,7 +12,7 @@ from .backbones import Backbone
 from .backbones.encode import class_text_features, embed_source
 from .data import ConceptDataset
 from .data.stream import image_source
-from .prompts import TEMPLATES
+from .prompts import eval_templates
 
 ECE_BINS = 15  # the usual choice for expected calibration error (Guo et al., 2017)
 
@@ -81,10 +81,10 @@ class ZeroShotEvaluator:
     :meth:`evaluate` embeds its images once and computes the class-name text features once.
     """
 
-    def __init__(self, dataset: ConceptDataset, preprocess, templates: Sequence[str] = TEMPLATES, progress: bool = False,
+    def __init__(self, dataset: ConceptDataset, preprocess, templates: Sequence[str] | None = None, progress: bool = False,
                  batch_size: int = 256, workers: int = 0) -> None:
         self.dataset = dataset
-        self.templates = tuple(templates)
+        self.templates = tuple(templates) if templates is not None else eval_templates(dataset.hierarchy)  # the world's own, else generic
         self.progress = progress
         self.batch_size = batch_size
         self.workers = workers

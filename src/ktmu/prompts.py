@@ -32,3 +32,13 @@ AUDIT_TEMPLATES: tuple[str, ...] = (
     "a photo of one {}.",
     "there is a {} in this picture.",
 )
+
+
+def train_templates(world) -> tuple[str, ...]:
+    """The templates that caption class names while unlearning in ``world``: its own ``train`` list, else :data:`TEMPLATES`."""
+    return tuple(getattr(world, "train_templates", ())) or TEMPLATES
+
+
+def eval_templates(world) -> tuple[str, ...]:
+    """The templates of zero-shot evaluation (and forget-set scoring) in ``world``: its own ``test`` list, else :data:`TEMPLATES`."""
+    return tuple(getattr(world, "test_templates", ())) or TEMPLATES

@@ -8,7 +8,6 @@ import numpy as np
 from .backbones import Backbone
 from .data import ConceptDataset
 from .evaluate import WorldEval, ZeroShotEvaluator
-from .prompts import TEMPLATES
 from .request import RequestError, UnlearningRequest
 
 Domain = ConceptDataset | tuple[ConceptDataset, Sequence[str]]  # a dataset, or a dataset with its own templates
@@ -45,7 +44,7 @@ class UnlearningEvaluator:
         self.world = ZeroShotEvaluator(test, preprocess, **opts)
         self.others = []
         for d in other_domains:
-            dataset, templates = d if isinstance(d, tuple) else (d, TEMPLATES)
+            dataset, templates = d if isinstance(d, tuple) else (d, None)
             self.others.append(ZeroShotEvaluator(dataset, preprocess, templates, **opts))
         fine = test.fine_labels
         self.d_f = np.isin(fine, request.forget_fine)

@@ -42,7 +42,7 @@ from .dist import Dist, DistError, get_dist
 from .forget_set import ForgetSet, class_mask
 from .methods import UnlearningMethod
 from .methods.masks import saliency_mask
-from .prompts import TEMPLATES
+from .prompts import eval_templates, train_templates
 from .schedule import warmup_cosine_scheduler
 from .train_config import TrainConfig
 
@@ -104,16 +104,16 @@ def _goal(forget: ForgetSet) -> str:
     return "fine" if not forget.forget_coarse.any() else "coarse" if forget.forget_coarse.all() else "hybrid"
 
 
-def _template_tokens(backbone: Backbone, names: list[str]) -> list:
-    return [backbone.tokenize([t.format(n) for n in names]) for t in TEMPLATES]
+def _template_tokens(backbone: Backbone, names: list[str], templates: tuple[str, ...]) -> list:
+    return [backbone.tokenize([t.format(n) for n in names]) for t in templates]
 
 
 @torch.no_grad()
 def compute_reference(backbone: Backbone, forget: ForgetSet, world: Hierarchy, batch_size: int = 256, workers: int = 0) -> Reference:
     """The frozen original's forget-set image features and per-template class text features (computed once)."""
     image = embed_source(backbone, forget.source, batch_size=batch_size, workers=workers)
-    fine = torch.stack([backbone.encode_text(tok).float().cpu() for tok in _template_tokens(backbone, world.fine_names)])
-    coarse = torch.stack([backbone.encode_text(tok).float().cpu() for tok in _template_tokens(backbone, world.coarse_names)])
+    fine = torch.stack([backbone.encode_text(tok).float().cpu() for tok in _template_tokens(backbone, world.fine_names, train_templates(world))])
+    coarse = torch.stack([backbone.encode_text(tok).float().cpu() for tok in _template_tokens(backbone, world.coarse_names, train_templates(world))])
     return Reference(image, fine, coarse, backbone.logit_scale().detach().float().cpu())
 
 
@@ -127,8 +127,8 @@ def forget_scores(backbone: Backbone, forget: ForgetSet, world: Hierarchy, batch
     label is forgotten) for a hybrid goal.
     """
     feats = embed_source(backbone, forget.source, batch_size=batch_size, workers=workers)
-    fine = (feats @ class_text_features(backbone, world.fine_names).float().cpu().T).argmax(1) == forget.fine
-    coarse = (feats @ class_text_features(backbone, world.coarse_names).float().cpu().T).argmax(1) == forget.coarse
+    fine = (feats @ class_text_features(backbone, world.fine_names, eval_templates(world)).float().cpu().T).argmax(1) == forget.fine
+    coarse = (feats @ class_text_features(backbone, world.coarse_names, eval_templates(world)).float().cpu().T).argmax(1) == forget.coarse
     pct = lambda hits: float(hits.float().mean() * 100) if len(hits) else float("nan")  # noqa: E731
     out = {"forget_fine": pct(fine), "forget_coarse": pct(coarse)}
     forgotten = forget.forget_coarse
@@ -149,8 +149,8 @@ def _saliency_masks(backbone: Backbone, method: UnlearningMethod, forget: Forget
     """
     for p in params.values():
         p.grad = None
-    fine_text = class_text_features(backbone, world.fine_names)
-    coarse_text = class_text_features(backbone, world.coarse_names)
+    fine_text = class_text_features(backbone, world.fine_names, eval_templates(world))
+    coarse_text = class_text_features(backbone, world.coarse_names, eval_templates(world))
     chunks = [torch.as_tensor(c) for c in chunked(range(len(forget)), cfg.batch_size)]
     mine = [dist.split_batch(c) for c in chunks]
     for chunk, (images, pos) in zip(chunks, iter_batches(forget.source, mine, backbone.device, cfg.workers)):
@@ -208,9 +208,9 @@ def unlearn(
     if original is None:
         original = backbone.copy_trainable()
 
-    fine_tokens = _template_tokens(backbone, world.fine_names)
-    coarse_tokens = _template_tokens(backbone, world.coarse_names)
-    name_tokens = _template_tokens(backbone, list(forget.names)) if method.needs_features and forget.names else None
+    fine_tokens = _template_tokens(backbone, world.fine_names, train_templates(world))
+    coarse_tokens = _template_tokens(backbone, world.coarse_names, train_templates(world))
+    name_tokens = _template_tokens(backbone, list(forget.names), train_templates(world)) if method.needs_features and forget.names else None
     fixed_text = None
     if not backbone.text_trainable:  # frozen text: each template's class features once, not every step
         with torch.no_grad():
@@ -249,7 +249,7 @@ def unlearn(
         keys: list[str] = []
         hits = torch.zeros(2)  # forget images this epoch trained on: fine-correct under the step's logits, seen
         for b, (images, pos) in zip(steps, iter_batches(forget.source, mine, device, cfg.workers)):
-            t = rng.randrange(len(TEMPLATES))
+            t = rng.randrange(len(fine_tokens))
             if fixed_text is not None:
                 fine_text, coarse_text = fixed_text[t]
             else:

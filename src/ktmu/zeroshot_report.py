@@ -6,7 +6,6 @@ from typing import Sequence
 from .backbones import Backbone
 from .data import ConceptDataset
 from .evaluate import ZeroShotEvaluator
-from .prompts import TEMPLATES
 
 
 def evaluate_datasets(backbone: Backbone, items: Sequence[ConceptDataset | tuple[ConceptDataset, Sequence[str]]], progress: bool = False,
@@ -14,7 +13,7 @@ def evaluate_datasets(backbone: Backbone, items: Sequence[ConceptDataset | tuple
     """``{"model", "domains": {name: {"coarse_acc"?, "fine_acc", "per_class", "ece"}}}`` (percentages), one entry per split."""
     out = {}
     for item in items:
-        dataset, templates = item if isinstance(item, tuple) else (item, TEMPLATES)
+        dataset, templates = item if isinstance(item, tuple) else (item, None)
         ev = ZeroShotEvaluator(dataset, backbone.preprocess, templates, progress=progress, batch_size=batch_size, workers=workers)
         out[dataset.hierarchy.name] = ev.evaluate(backbone).summary()
     return {"model": backbone.name, "domains": out}

@@ -27,7 +27,7 @@ import torch
 from ..backbones import Backbone
 from ..backbones.encode import class_text_features
 from ..concepts import Hierarchy
-from ..prompts import TEMPLATES
+from ..prompts import eval_templates
 
 NameKind = Literal["held_out", "method_visible"]
 _FIELD = {"held_out": "audit_names", "method_visible": "aliases"}
@@ -59,7 +59,7 @@ def alias_probe(
     world: Hierarchy,
     forget_fine: Sequence[int],
     kind: NameKind = "held_out",
-    templates: Sequence[str] = TEMPLATES,
+    templates: Sequence[str] | None = None,
 ) -> dict:
     """Fine accuracy of each forgotten concept's test images when its class text uses each of its other names.
 
@@ -73,6 +73,7 @@ def alias_probe(
     field = _FIELD[kind]
     feats = image_feats.float().cpu()
     labels = torch.as_tensor(fine_labels)
+    templates = eval_templates(world) if templates is None else templates  # as the evaluation captions the world
     base = class_text_features(backbone, world.fine_names, templates).float().cpu()
     d_f = torch.isin(labels, torch.as_tensor(list(forget_fine), dtype=labels.dtype))
     concepts: dict[str, dict] = {}

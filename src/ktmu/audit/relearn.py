@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from ..backbones import Backbone
 from ..data import ConceptDataset
 from ..data.stream import ImageSource, iter_batches
-from ..prompts import TEMPLATES
+from ..prompts import train_templates
 from ..request import UnlearningRequest, forget_set_indices
 
 Part = Literal["forget", "retain"]
@@ -135,7 +135,7 @@ def _fine_tune(backbone: Backbone, source: ImageSource, fine_names: list[str], e
     params = [p for _, p in backbone.named_trainable_parameters()]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
     scaler = torch.amp.GradScaler(device.type) if backbone.needs_grad_scaler else None
-    tokens = [backbone.tokenize([t.format(n) for n in fine_names]) for t in TEMPLATES]
+    tokens = [backbone.tokenize([t.format(n) for n in fine_names]) for t in train_templates(source.dataset.hierarchy)]
     fixed = None
     if not backbone.text_trainable:  # frozen text: each template's class features once
         with torch.no_grad():
@@ -154,7 +154,7 @@ def _fine_tune(backbone: Backbone, source: ImageSource, fine_names: list[str], e
             order += torch.randperm(len(source), generator=gen).tolist()
         batch, order = order[: cfg.batch_size], order[cfg.batch_size :]
         images, pos = next(iter_batches(source, [batch], device, workers))
-        t = rng.randrange(len(TEMPLATES))
+        t = rng.randrange(len(tokens))
         text = fixed[t] if fixed is not None else backbone.encode_text(tokens[t])
         logits = backbone.logit_scale() * backbone.encode_image(images) @ text.T
         loss = F.cross_entropy(logits.float(), labels[pos].to(device))

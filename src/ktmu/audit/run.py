@@ -42,7 +42,7 @@ from ..backbones.encode import class_text_features, embed_source
 from ..data import ConceptDataset
 from ..data.stream import image_source
 from ..metrics import relative_drop, summarize, summarize_chance_aware
-from ..prompts import AUDIT_TEMPLATES, TEMPLATES
+from ..prompts import AUDIT_TEMPLATES, eval_templates, train_templates
 from ..protocol import UnlearningEvaluator
 from ..request import MAX_PER_CONCEPT, UnlearningRequest, forget_set_indices
 from .linear_probe import ProbeResult, fit_linear_probe, probe_train_indices
@@ -168,13 +168,13 @@ class Auditor:
     def d_f_fine(self, backbone: Backbone) -> float:
         """D_f test fine accuracy of the current weights (canonical names, training-template ensemble)."""
         feats = self._embed(backbone, self.test.source, self.d_f_positions, "embed D_f")
-        text = class_text_features(backbone, self.world.fine_names, TEMPLATES).float().cpu()
+        text = class_text_features(backbone, self.world.fine_names, eval_templates(self.world)).float().cpu()
         return percent(predict(feats, text) == self.labels[self.d_f])
 
     def d_r_fine(self, backbone: Backbone) -> dict:
         """What a relearning attack did to the kept concepts: D_r test fine accuracy of the current weights."""
         feats = self._embed(backbone, self.test.source, np.flatnonzero(~self.d_f.numpy()), "embed D_r")
-        text = class_text_features(backbone, self.world.fine_names, TEMPLATES).float().cpu()
+        text = class_text_features(backbone, self.world.fine_names, eval_templates(self.world)).float().cpu()
         return {"d_r_fine": percent(predict(feats, text) == self.labels[~self.d_f])}
 
     def measure(self, backbone: Backbone, role: str, spec: str | None = None, study: bool = True) -> Measurement:
@@ -200,9 +200,9 @@ class Auditor:
                 self._check_known(scores)
         world, labels = self.world, self.labels
         feats = self.test.features(backbone)
-        text = class_text_features(backbone, world.fine_names, TEMPLATES).float().cpu()
+        text = class_text_features(backbone, world.fine_names, eval_templates(world)).float().cpu()
         pred = predict(feats, text)
-        coarse_pred = predict(feats, class_text_features(backbone, world.coarse_names, TEMPLATES).float().cpu())
+        coarse_pred = predict(feats, class_text_features(backbone, world.coarse_names, eval_templates(world)).float().cpu())
         coarse = self.test.coarse_labels
         hit, coarse_hit = pred == labels, coarse_pred == coarse
         per_class = np.array([percent(hit[labels == i]) for i in range(len(world.fine))])
@@ -212,7 +212,7 @@ class Auditor:
         lap("name")
         aliases = {kind: alias_probe(backbone, feats, labels, world, self.forget_fine, kind) for kind in ("held_out", "method_visible")}
         lap("aliases")
-        templates = {"training": template_probe(backbone, feats, labels, world, self.forget_fine, TEMPLATES),
+        templates = {"training": template_probe(backbone, feats, labels, world, self.forget_fine, train_templates(world)),
                      "held_out": template_probe(backbone, feats, labels, world, self.forget_fine, AUDIT_TEMPLATES)}
         lap("templates")
         probe: ProbeResult | str = self.probe_reason
@@ -279,7 +279,7 @@ class Auditor:
         sizes = {part: self._relearn_size(part) for part in self.relearn_sources}
         return {"probe_per_class": self.cfg.probe_per_class, "probe_train_images": 0 if self.probe_source is None else len(self.probe_source),
                 "probe_excludes_forget_set": True, "relearn": asdict(self.cfg.relearn), "relearn_images": sizes,
-                "templates": list(TEMPLATES), "audit_templates": list(AUDIT_TEMPLATES)}
+                "templates": list(train_templates(self.world)), "audit_templates": list(AUDIT_TEMPLATES)}
 
     def record(self, m: Measurement, original: Measurement, oracle: Measurement | None = None) -> dict:
         """One model's record; comparisons are against ``original`` (and ``oracle`` when given)."""
