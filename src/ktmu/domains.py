@@ -24,13 +24,17 @@ class ZeroShotDomain:
     templates: tuple[str, ...] = TEMPLATES
     needs_root: bool = True  # False for built-in worlds that ship with ktmu
 
-    def open(self, root: str | Path | None = None) -> ConceptDataset:
-        """The domain's evaluation split; a domain read from disk needs its folder."""
+    def check_root(self, root: str | Path | None) -> Path | None:
+        """The folder to read, checked: a domain read from disk needs one that exists."""
         if self.needs_root and root is None:
             raise DatasetError(f"zero-shot domain {self.name!r} is read from disk: pass --zero-shot {self.name}=DIR.")
         if root is not None and not Path(root).is_dir():
             raise DatasetError(f"zero-shot folder {root} for {self.name!r} does not exist.")
-        return self.load(Path(root) if root is not None else None)
+        return Path(root) if root is not None else None
+
+    def open(self, root: str | Path | None = None) -> ConceptDataset:
+        """The domain's evaluation split."""
+        return self.load(self.check_root(root))
 
 
 def _builtin(world: str) -> ZeroShotDomain:
@@ -72,12 +76,7 @@ def parse_zero_shot(specs: Sequence[str] | None, backbone_name: str, world: str)
         if name.lower() == "none":
             raise DatasetError("--zero-shot none cannot be combined with other domains.")
         domain = DOMAINS.get(name)
-        path = Path(root) if sep else None
-        if path is None and domain.needs_root:
-            raise DatasetError(f"zero-shot domain {domain.name!r} is read from disk: pass --zero-shot {domain.name}=DIR.")
-        if path is not None and not path.is_dir():
-            raise DatasetError(f"zero-shot folder {path} for {domain.name!r} does not exist.")
-        out.append(DomainChoice(domain, path))
+        out.append(DomainChoice(domain, domain.check_root(root if sep else None)))
     return out, None
 
 

@@ -18,7 +18,7 @@ from .data import ConceptDataset, load_dataset
 from .domains import DomainChoice, parse_zero_shot
 from .evaluate import WorldEval
 from .forget_set import ForgetSet
-from .methods import build_method
+from .methods import UnlearningMethod, build_method
 from .metrics import RunFlags, run_flags, summarize, summarize_chance_aware, weights_changed
 from .protocol import UnlearningEvaluator, check_test_covers_request
 from .provenance import git_commit, versions
@@ -59,6 +59,10 @@ class Session:
     notes: list[str] = field(default_factory=list)  # said once to the user (e.g. the zero-shot default)
     _reference: Reference | None = None
     original_eval: WorldEval | None = None  # the original's per-image test predictions (for bootstrap intervals)
+
+    def reference_for(self, method: UnlearningMethod) -> Reference | None:
+        """The original's forget-set outputs when ``method`` reads them (logits or features), else None."""
+        return self.reference() if (method.needs_reference or method.needs_features) else None
 
     def reference(self) -> Reference:
         """The original model's forget-set outputs, computed on first use and reused by every method."""
@@ -182,7 +186,7 @@ def run_method(session: Session, method: str, train_cfg: TrainConfig | None = No
         raise ValueError("this session was opened with evaluate=False; open one with evaluate=True to score methods.")
     m = build_method(method, **hyper)
     cfg = train_cfg or TrainConfig(seed=session.seed, workers=session.runtime.workers)
-    reference = session.reference() if (m.needs_reference or m.needs_features) else None
+    reference = session.reference_for(m)
     session.backbone.load_trainable(session.original_state)
     t0 = time.time()
     log = unlearn(session.backbone, m, session.forget, session.world, cfg, progress=progress, original=session.original_state, reference=reference)

@@ -33,7 +33,7 @@ def tune_lr(session: Session, method: str, lrs: Sequence[float] = DEFAULT_LRS, e
     rows = []
     for lr in sorted(lrs):
         m = build_method(method)
-        reference = session.reference() if (m.needs_reference or m.needs_features) else None
+        reference = session.reference_for(m)
         session.backbone.load_trainable(session.original_state)
         log = unlearn(session.backbone, m, session.forget, session.world, TrainConfig(lr=lr, epochs=epochs, seed=session.seed, workers=session.runtime.workers),
                       progress=progress, original=session.original_state, reference=reference)
