@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -281,3 +282,103 @@ def test_unlearn_and_bench_audit_each_run_and_the_original_once(tmp_path, monkey
     assert all("audit" in r for r in res["rows"])
     table = (tmp_path / "b" / "table.md").read_text()
     assert "alias leak" in table and "WC-Quality" in table and "| original |" in table
+
+
+def test_per_image_hits_reproduce_the_records_numbers_and_another_seed_reuses_the_seed_free_probes():
+    from ktmu.audit.report import HEADLINE, get_path
+    from ktmu.audit.seeds import audit_statistics
+
+    auditor = known_auditor()
+    world = auditor.world
+    original, suppressed = known_backbone(world), known_backbone(world)
+    with torch.no_grad():
+        suppressed.model.name_embed[suppressed.vocab["coat"]] = -F.one_hot(torch.tensor(COAT), 4).float()
+    collapsed = known_backbone(world)
+    with torch.no_grad():
+        collapsed.model.image_proj[:, COAT] = collapsed.model.image_proj[:, 0]
+    measured = {role: auditor.measure(b, role) for role, b in (("original", original), ("unlearned", suppressed), ("oracle", collapsed))}
+    result = auditor.result(measured)
+    n = len(auditor.d_f_positions)
+    wc = {role: list(rec["worst_case"]["accuracies"]) for role, rec in result["models"].items()}
+    stats = audit_statistics({r: m.hits for r, m in measured.items()}, np.ones((1, n)), wc)
+    checked = 0
+    for role, rec in result["models"].items():
+        for key, path in HEADLINE.items():
+            value = get_path(rec, *path)
+            if value is None:
+                assert key not in stats[role] or np.isnan(stats[role][key][0]), (role, key)
+                continue
+            assert stats[role][key][0] == pytest.approx(value, abs=1e-4), (role, key)
+            checked += 1
+    assert checked >= 25 and "gap_held_out_alias" in stats["unlearned"]
+    reps = auditor.replicates(measured)
+    assert reps["unlearned"]["held_out_alias"].shape == (1000,) and np.all(reps["unlearned"]["held_out_alias"] == 100)
+
+    # another draw seed: same forget set avoided, other relearning images; names/aliases/templates reused, probe and relearning rerun
+    other = auditor.reseeded(draw_seed=7)
+    assert other.cfg.seed == auditor.cfg.seed and other.cfg.relearn.seed == 7 and other.forget_set_size == auditor.forget_set_size
+    assert not np.array_equal(other.relearn_sources["forget"].indices, auditor.relearn_sources["forget"].indices)
+    again = other.measure(suppressed, "unlearned", reuse=measured["unlearned"])
+    assert again.aliases is measured["unlearned"].aliases and again.features is measured["unlearned"].features
+    assert again.hits.name is measured["unlearned"].hits.name and again.hits.linear_probe is not measured["unlearned"].hits.linear_probe
+    assert set(again.seconds) == {"linear_probe", "relearn", "total"}
+    assert other.request_record()["draw_seed"] == 7 and "draw_seed" not in auditor.request_record()
+
+
+def test_ktmu_audit_over_two_seeds_end_to_end(tmp_path, tiny_checkpoint, capsys):
+    out = tmp_path / "audit"
+    rc = main(["audit", "--model", f"tiny-clip:{tiny_checkpoint}", "--original", "tiny-clip", "--oracle", "tiny-clip",
+               "--out", str(out), "--seeds", "2", "--seed", "3", *AUDIT_FAST])
+    assert rc == 0, capsys.readouterr().err
+    data = json.loads((out / "audit.json").read_text())
+    seeds = data["seeds"]
+    assert data["interval_seeds"] == 2 and len(seeds) == 2
+    assert [s["request"]["seed"] for s in seeds] == [3, 3] and seeds[1]["request"]["draw_seed"] == 4  # the forget set stays --seed's
+    assert seeds[0]["models"]["unlearned"]["name"] == seeds[1]["models"]["unlearned"]["name"]  # the model is fixed
+    for role, rec in data["models"].items():
+        assert {"d_f_fine", "held_out_template", "probe_recall", "relearn_after", "wc_quality"} <= set(rec["mean"]), role
+        per_seed = [s["models"][role]["linear_probe"]["forgotten_recall"] for s in seeds]
+        assert rec["mean"]["probe_recall"] == pytest.approx(sum(per_seed) / 2)
+        iv = rec["interval"]["probe_recall"]
+        assert iv["half_width"] == pytest.approx((iv["high"] - iv["low"]) / 2)
+    assert {"gap_d_f_fine", "gap_probe_recall", "gap_relearn_after"} <= set(data["models"]["unlearned"]["interval"])
+    printed = capsys.readouterr().out
+    assert "±" in printed and "over 2 seeds" in printed
+    assert main(["audit", "--model", "tiny-clip", "--original", "tiny-clip", "--out", str(tmp_path / "b"), "--seeds", "0", *AUDIT_FAST]) == 2
+    assert "--seeds must be at least 1" in capsys.readouterr().err
+
+
+def test_unlearn_and_bench_audit_every_seed(tmp_path, monkeypatch, capsys):
+    import ktmu.cli
+
+    small = ktmu.cli._audit_cfg
+    monkeypatch.setattr(ktmu.cli, "_audit_cfg", lambda args: replace(small(args), probe_per_class=20,
+                                                                      relearn=RelearnConfig(steps=(0, 2), images_per_concept=4, seed=args.seed)))
+    roles, seed_free = [], []
+    measure, fixed = Auditor.measure, Auditor._seed_free
+    monkeypatch.setattr(Auditor, "measure", lambda self, b, role, *a, **kw: roles.append((role, self.cfg.seed)) or measure(self, b, role, *a, **kw))
+    monkeypatch.setattr(Auditor, "_seed_free", lambda self, b, role, *a: seed_free.append(role) or fixed(self, b, role, *a))
+    common = ["--model", "tiny-clip", "--force", "--epochs", "1", "--max-per-concept", "10", "--zero-shot", "none", "--quiet", "--audit",
+              "--seeds", "2"]
+    assert main(["bench", "--methods", "ga", "nhl-kl", "--out", str(tmp_path / "b"), *common]) == 0
+    # the original's probes once per seed, its seed-free ones once per session; every seed's run audited with its seed
+    assert roles == [("original", 0), ("unlearned", 0), ("original", 1), ("unlearned", 1), ("unlearned", 0), ("unlearned", 1)]
+    assert seed_free == ["original", "unlearned", "unlearned", "unlearned", "unlearned"]
+    res = json.loads((tmp_path / "b" / "results.json").read_text())
+    for row in res["rows"]:
+        audits = [s["audit"] for s in row["seeds"]]
+        assert [a["request"]["seed"] for a in audits] == [0, 1] and all("interval" not in a["models"]["unlearned"] for a in audits)
+        model = row["audit"]["models"]["unlearned"]
+        assert row["audit"]["interval_seeds"] == 2 and "seeds" not in row["audit"]
+        assert model["mean"]["probe_recall"] == pytest.approx(sum(a["models"]["unlearned"]["linear_probe"]["forgotten_recall"] for a in audits) / 2)
+        assert {"held_out_alias", "held_out_template", "probe_recall", "relearn_after", "wc_quality"} <= set(model["interval"])
+    table = (tmp_path / "b" / "table.md").read_text()
+    assert table.count("±") >= 3 * 4  # Q-U plus the four audit columns on each method row, the audit columns on the original's
+    capsys.readouterr()
+
+    roles.clear()
+    assert main(["unlearn", "--method", "ga", "--out", str(tmp_path / "u"), *common]) == 0
+    assert [r for r, _ in roles] == ["original", "unlearned", "original", "unlearned"]
+    rec = json.loads((tmp_path / "u" / "results.json").read_text())
+    assert [s["audit"]["request"]["seed"] for s in rec["seeds"]] == [0, 1] and "probe_recall" in rec["audit"]["models"]["unlearned"]["interval"]
+    assert "over 2 seeds" in capsys.readouterr().out

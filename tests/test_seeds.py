@@ -8,7 +8,7 @@ import pytest
 
 from ktmu.cli import main
 from ktmu.report import text_table
-from ktmu.seeds import Groups, Hits, aggregate, paired_replicates
+from ktmu.seeds import Groups, Hits, aggregate, paired_replicates, zero_shot_replicates
 
 N_FINE, N_COARSE = 4, 2
 
@@ -77,11 +77,30 @@ def test_a_nan_metric_has_a_nan_interval():
 def test_the_table_prints_mean_and_half_width():
     orig = {"forget_coarse": 90.0, "forget_fine": 80.0, "retain_coarse": 95.0, "retain_fine": 90.0, "zero_shot": 98.0}
     row = {"method": "ga", "unlearned": dict(orig), "quality": 1.0, "utility": 2.0, "qu": 3.0, "qu_ca": 4.0,
-           "mean": {"qu": 97.84, "qu_ca": 99.1, "forget_fine": 1.5}, "seeds": [{"flags": {"collapsed": True}}, {}],
-           "interval": {"qu": {"low": 97.4, "high": 98.2, "half_width": 0.4}, "qu_ca": {"low": 99.0, "high": 99.2, "half_width": 0.1}}}
+           "mean": {"qu": 97.84, "qu_ca": 99.1, "forget_fine": 1.5, "zero_shot": 97.62}, "seeds": [{"flags": {"collapsed": True}}, {}],
+           "interval": {"qu": {"low": 97.4, "high": 98.2, "half_width": 0.4}, "qu_ca": {"low": 99.0, "high": 99.2, "half_width": 0.1},
+                        "zero_shot": {"low": 97.2, "high": 98.0, "half_width": 0.4}}}
     table = text_table(orig, [row])
-    assert "97.8 ± 0.4" in table and "99.1 ± 0.1" in table and "1.50" in table and "COLLAPSED" in table
-    assert "±" not in text_table(orig, [{k: v for k, v in row.items() if k not in ("mean", "interval", "seeds")}])
+    assert "97.8 ± 0.4" in table and "99.1 ± 0.1" in table and "1.50" in table and "COLLAPSED" in table and "97.6 ± 0.4" in table
+    one_seed = text_table(orig, [{k: v for k, v in row.items() if k not in ("mean", "interval", "seeds")}])
+    assert "±" not in one_seed and one_seed.splitlines()[-1].split()[8] == "98.00"  # the zero-shot cell as before
+
+
+def test_zero_shot_replicates_by_hand():
+    # domain A all right (100 %), domain B all wrong (0 %): every resample's mean over domains is 50
+    assert np.all(zero_shot_replicates([np.ones(4), np.zeros(2)], resamples=30) == 50.0)
+    # one domain of 2 images, one right: a resample finds 0, 1 or 2 (probabilities 1/4, 1/2, 1/4)
+    reps = zero_shot_replicates([np.array([1, 0])], resamples=2000, seed=1)
+    assert set(np.unique(reps)) == {0.0, 50.0, 100.0} and np.mean(reps == 50.0) == pytest.approx(0.5, abs=0.04)
+    assert np.array_equal(reps, zero_shot_replicates([np.array([1, 0])], resamples=2000, seed=1))
+    with pytest.raises(ValueError, match="at least one domain"):
+        zero_shot_replicates([])
+    # pooled over two seeds like the world metrics: seed estimates 50 and 50, constant replicates -> [50, 50]
+    orig = _hits(np.ones(20), np.ones(20))
+    reps_world = paired_replicates(orig, orig, _groups(), "fine", N_FINE, N_COARSE, resamples=30, seed=0)
+    with_zs = {**reps_world, "zero_shot": zero_shot_replicates([np.ones(4), np.zeros(2)], resamples=30)}
+    agg = aggregate([_record(reps_world, 0, zero_shot=50.0), _record(reps_world, 1, zero_shot=50.0)], [with_zs, with_zs])
+    assert agg["mean"]["zero_shot"] == 50.0 and agg["interval"]["zero_shot"] == {"low": 50.0, "high": 50.0, "half_width": 0.0}
 
 
 def test_unlearn_over_two_seeds(tmp_path, capsys, monkeypatch):
@@ -110,7 +129,13 @@ def test_unlearn_over_two_seeds(tmp_path, capsys, monkeypatch):
         iv = res["interval"][k]
         assert iv["low"] <= res["mean"][k] <= iv["high"] and iv["half_width"] == pytest.approx((iv["high"] - iv["low"]) / 2)
     assert res["mean"]["qu"] == pytest.approx((res["seeds"][0]["qu"] + res["seeds"][1]["qu"]) / 2)
-    assert "±" in capsys.readouterr().out
+    # the zero-shot accuracy (digits, tiny-clip's default other domain) gets an interval too
+    zs = [s["unlearned"]["zero_shot"] for s in res["seeds"]]
+    assert res["mean"]["zero_shot"] == pytest.approx(sum(zs) / 2) and res["interval"]["zero_shot"]["half_width"] > 0
+    lines = capsys.readouterr().out.splitlines()
+    head = next(i for i, line in enumerate(lines) if line.startswith("method"))
+    row = lines[head + 3]  # header, rule, original, ga
+    assert row.startswith("ga") and f"{res['mean']['zero_shot']:.1f} ± {res['interval']['zero_shot']['half_width']:.1f}" in row
 
 
 def test_bench_over_two_seeds_and_resume_keys_on_them(tmp_path, capsys):

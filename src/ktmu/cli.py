@@ -267,18 +267,18 @@ def cmd_unlearn(args: argparse.Namespace) -> int:
     plan = _plan(args, args.forget, args.goal)
     out = prepare_out_dir(args.out, overwrite=args.overwrite, resume=False) if _main_process() else Path(args.out)
     session = _session(args, plan, rt)
+    auditors: dict = {}  # seed -> Auditor
+    audit_replicates: list = []
 
     def finish(run, record: dict, first: bool) -> None:
         record["provenance"] = _provenance(args)
         record["recipe"] = _recipe_record(args, cfg, {args.method: hyper})
-        if getattr(args, "audit", False) and first:  # the knowledge audit of the unlearned weights (restored afterwards)
-            from .audit.run import Auditor
-
-            record["audit"] = Auditor.for_session(run, _audit_cfg(args)).audit_session_run(run, args.method)
+        if getattr(args, "audit", False):  # the knowledge audit of each seed's unlearned weights (restored afterwards)
+            _audit_run(args, auditors, run, args.method, record, audit_replicates)
         if _main_process() and first:  # the first seed's weights, as its record is the top level of results.json
             record["weights"] = str(save_unlearned(run, out, record))
 
-    record = _seed_runs(args, session, plan, args.method, cfg, hyper, finish)
+    record = _with_audit_interval(_seed_runs(args, session, plan, args.method, cfg, hyper, finish), audit_replicates)
     if _main_process():
         _dump(record, out / "results.json")
     say(f"request: forget {', '.join(session.request.concepts)} ({session.request.goal}); forget set {len(session.forget)} images")
@@ -294,6 +294,32 @@ def cmd_unlearn(args: argparse.Namespace) -> int:
 def _check_seeds(args: argparse.Namespace) -> None:
     if args.seeds < 1:
         raise ValueError(f"--seeds must be at least 1, got {args.seeds}.")
+
+
+def _audit_run(args: argparse.Namespace, auditors: dict, run, label: str, record: dict, replicates: list) -> None:
+    """Audit the weights ``run`` holds now with its seed's auditor (made once per seed) into ``record["audit"]``.
+
+    With several seeds the run's bootstrap replicates are appended to ``replicates`` for
+    :func:`_with_audit_interval`. Every seed's auditor shares the original's seed-free probes.
+    """
+    from .audit.run import Auditor
+
+    if run.seed not in auditors:
+        auditors[run.seed] = next(iter(auditors.values())).reseeded(run.seed) if auditors else Auditor.for_session(run, _audit_cfg(args))
+    auditor = auditors[run.seed]
+    measured = auditor.measure_session_run(run, label)
+    record["audit"] = auditor.result(measured)
+    if args.seeds > 1:
+        replicates.append(auditor.replicates(measured))
+
+
+def _with_audit_interval(record: dict, replicates: list) -> dict:
+    """A several-seed record whose ``audit`` gains the mean ± interval of its headline numbers; the seeds' own audits stay under ``seeds``."""
+    if not replicates:
+        return record
+    from .audit.seeds import aggregate_audits
+
+    return {**record, "audit": aggregate_audits([r["audit"] for r in record["seeds"]], replicates, keep_seeds=False)}
 
 
 def _seed_runs(args: argparse.Namespace, session, plan, method: str, cfg: TrainConfig, hyper: dict,
@@ -315,7 +341,8 @@ def _seed_runs(args: argparse.Namespace, session, plan, method: str, cfg: TrainC
         run = reseed(session, plan.train, seed)
         record = run_method(run, method, replace(cfg, seed=seed), progress=not args.quiet, **hyper)
         if args.seeds > 1:  # before finish(): an audit may evaluate again
-            replicates.append(run_replicates(record, session.original_eval, session.evaluator.last, session.evaluator))
+            replicates.append(run_replicates(record, session.original_eval, session.evaluator.last, session.evaluator,
+                                             others=session.evaluator.last_others))
         finish(run, record, i == 0)
         records.append(record)
     return records[0] if args.seeds == 1 else aggregate(records, replicates)
@@ -354,21 +381,23 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if store.done:
         say(f"resuming the bench in {args.out}: {', '.join(store.done)} already finished with the same settings; not re-run.")
     session = _session(args, plan, rt)
-    auditor = None
-    if getattr(args, "audit", False):  # one auditor: the original's probes are measured once, for the first audited run
+    auditors: dict = {}  # seed -> Auditor: the original's probes are measured once per seed, for the first audited run
+    if getattr(args, "audit", False):
         from .audit.run import Auditor
 
-        auditor = Auditor.for_session(session, _audit_cfg(args))
+        auditors[session.seed] = Auditor.for_session(session, _audit_cfg(args))
     records = []
     for name in tqdm(methods, desc="bench", disable=args.quiet or not _main_process()):
         rec = store.load(name, cfg)
         if rec is None:
-            def finish(run, record: dict, first: bool, name: str = name) -> None:
-                record["provenance"] = _provenance(args)
-                if auditor is not None and first:  # the first seed's run, whose record is the row's top level
-                    record["audit"] = auditor.audit_session_run(run, name)
+            audit_replicates: list = []
 
-            rec = _seed_runs(args, session, plan, name, cfg, hypers[name], finish)
+            def finish(run, record: dict, first: bool, name: str = name, audit_replicates: list = audit_replicates) -> None:
+                record["provenance"] = _provenance(args)
+                if auditors:  # every seed's run
+                    _audit_run(args, auditors, run, name, record, audit_replicates)
+
+            rec = _with_audit_interval(_seed_runs(args, session, plan, name, cfg, hypers[name], finish), audit_replicates)
             store.save(name, cfg, rec)
         records.append(rec)
     seconds = time.time() - t0
@@ -467,13 +496,14 @@ def _audit_cfg(args: argparse.Namespace):
 
 def cmd_audit(args: argparse.Namespace) -> int:
     from .audit.report import audit_table
-    from .audit.run import Auditor, audit_models, check_same_architecture
+    from .audit.run import Auditor, audit_over_seeds, check_same_architecture
     from .backbones import load_backbone
     from .outputs import OutputError, prepare_out_dir
     from .protocol import UnlearningEvaluator
     from .provenance import git_commit, versions
 
     t0 = time.time()
+    _check_seeds(args)
     cfg = _audit_cfg(args)
     rt = _runtime(args)
     plan = _plan(args, args.forget, args.goal)
@@ -498,7 +528,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     req = plan.request
     say(f"auditing: forget {', '.join(req.concepts)} ({req.goal}) in world {req.world.name}; proxy forget set {auditor.forget_set_size} "
         f"images (max {cfg.max_per_concept} per concept, seed {cfg.seed})")
-    result = audit_models(auditor, {role: (specs[role], b) for role, b in backbones.items()}, log=say)
+    result = audit_over_seeds(auditor, {role: (specs[role], b) for role, b in backbones.items()}, args.seeds, log=say)
     result["provenance"] = {**_provenance(args), "models": specs, "git_commit": git_commit(), "versions": versions()}
     result["seconds"]["total"] = round(time.time() - t0, 1)
     _dump(result, out / "audit.json")
@@ -666,8 +696,8 @@ def _add_world_args(sp: argparse.ArgumentParser) -> None:
 
 def _add_seeds_arg(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--seeds", type=int, default=1,
-                    help="run each method with N seeds (--seed, --seed+1, ...: forget set and training order); scores become "
-                         "mean ± 95 %% interval (paired bootstrap over test images, pooled over seeds)")
+                    help="run each method with N seeds (--seed, --seed+1, ...: forget set and training order); scores, zero-shot "
+                         "and --audit numbers become mean ± 95 %% interval (paired bootstrap over test images, pooled over seeds)")
 
 
 def _add_session_args(sp: argparse.ArgumentParser) -> None:
@@ -719,7 +749,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--out", required=True, help="folder for model.safetensors and results.json")
     sp.add_argument("--overwrite", action="store_true", help="replace the results of an earlier run in --out")
     sp.add_argument("--set", action="append", metavar="KEY=VALUE", help="method hyperparameter, e.g. --set margin=3")
-    sp.add_argument("--audit", action="store_true", help="also audit the unlearned model (ktmu audit's probes); its record goes under 'audit'")
+    sp.add_argument("--audit", action="store_true", help="also audit the unlearned model (ktmu audit's probes; every seed's with --seeds); "
+                                                          "its record goes under 'audit'")
     _add_seeds_arg(sp)
     _add_session_args(sp)
     _add_recipe_args(sp)
@@ -732,7 +763,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--set", action="append", metavar="KEY=VALUE", help="hyperparameter for every method that has it")
     sp.add_argument("--overwrite", action="store_true", help="start over, replacing an earlier bench in --out")
     sp.add_argument("--resume", action="store_true", help="continue an interrupted bench in --out (also automatic when its settings match)")
-    sp.add_argument("--audit", action="store_true", help="also audit every unlearned model (the original's probes once); adds audit columns")
+    sp.add_argument("--audit", action="store_true", help="also audit every unlearned model, every seed's (the original's probes once per "
+                                                          "seed); adds audit columns")
     _add_seeds_arg(sp)
     _add_session_args(sp)
     _add_recipe_args(sp)
@@ -786,6 +818,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--goal", default="fine", choices=["fine", "coarse", "hybrid"])
     sp.add_argument("--max-per-concept", type=int, default=150, help="the unlearning run's forget-set size per concept (its images are excluded)")
     sp.add_argument("--seed", type=int, default=0, help="the unlearning run's seed (which forget set), and the audit's own draws")
+    sp.add_argument("--seeds", type=int, default=1,
+                    help="repeat the audit's own draws N times (seeds --seed, --seed+1, ...: probe images, relearning images and order; "
+                         "the forget set stays --seed's); numbers become mean ± 95 %% interval (bootstrap over D_f test images, pooled)")
     sp.add_argument("--probe-per-class", type=int, default=AuditConfig.probe_per_class, help="linear-probe train images per fine class")
     sp.add_argument("--relearn-steps", type=int, default=RelearnConfig.steps[-1], help="relearning budget in steps (curve at 0, 1/5, 1/2, all)")
     sp.add_argument("--relearn-images", type=int, default=RelearnConfig.images_per_concept, help="relearning images per concept")

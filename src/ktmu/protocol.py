@@ -33,7 +33,8 @@ class UnlearningEvaluator:
     * ``retain_fine_top_share``: the largest fraction of D_r test predicted as one fine class (collapse check).
 
     ``last`` keeps the per-image predictions of the latest :meth:`evaluate` on the world's test split
-    (with ``d_f`` and friends, what :mod:`ktmu.seeds` resamples for intervals); they never enter the scores.
+    (with ``d_f`` and friends, what :mod:`ktmu.seeds` resamples for intervals), and ``last_others``
+    those on each zero-shot domain (by name); they never enter the scores.
     """
 
     def __init__(self, request: UnlearningRequest, test: ConceptDataset, other_domains: Sequence[Domain], preprocess, progress: bool = False,
@@ -52,6 +53,7 @@ class UnlearningEvaluator:
         self.d_f_forgotten_coarse = self.d_f & coarse_forgotten
         self.d_f_kept_coarse = self.d_f & ~coarse_forgotten
         self.last: WorldEval | None = None
+        self.last_others: dict[str, WorldEval] = {}
 
     def evaluate(self, backbone: Backbone) -> dict:
         ev = self.world.evaluate(backbone)
@@ -68,7 +70,8 @@ class UnlearningEvaluator:
             out["forget_coarse"] = ev.subset(self.d_f_forgotten_coarse).coarse_acc
             if self.d_f_kept_coarse.any():
                 out["forget_kept_coarse"] = ev.subset(self.d_f_kept_coarse).coarse_acc
-        others = {o.dataset.hierarchy.name: o.evaluate(backbone).summary() for o in self.others}
+        self.last_others = {o.dataset.hierarchy.name: o.evaluate(backbone) for o in self.others}
+        others = {name: ev.summary() for name, ev in self.last_others.items()}
         zero_shot = {name: r["fine_acc"] for name, r in others.items()}
         own = ev.summary()
         summaries = {self.world.dataset.hierarchy.name: own, **others}

@@ -12,8 +12,9 @@ concepts), ``relearn`` (D_f fine accuracy after the relearning budget) and ``WC-
 (worst-case Quality); see :mod:`ktmu.audit.run`.
 
 A run over several seeds (``--seeds N``, see :mod:`ktmu.seeds`) carries ``mean`` and ``interval``:
-its row shows the means over seeds, ``Q-U`` and ``Q-U*`` as ``97.8 ± 0.4`` (mean ± half the 95 %
-interval), and the flags raised by any seed.
+its row shows the means over seeds, ``Q-U``, ``Q-U*`` and ``Zero-shot`` as ``97.8 ± 0.4`` (mean ±
+half the 95 % interval), and the flags raised by any seed. Its audit columns likewise show the
+mean ± half-width of the audit's headline numbers over seeds (:mod:`ktmu.audit.seeds`).
 """
 from __future__ import annotations
 
@@ -57,8 +58,9 @@ def _row(name: str, acc: dict, summary: dict | None) -> list[str]:
         summary = {**summary, **{k: v for k, v in mean.items() if k in summary}}
     cells = [acc["forget_coarse"], acc["forget_fine"], acc["retain_coarse"], acc["retain_fine"]]
     q = [summary["quality"], summary["utility"], _with_interval(summary, "qu")] if summary else [None] * 3
+    zero_shot = _with_interval({"zero_shot": acc["zero_shot"], "interval": summary.get("interval")}, "zero_shot") if summary else acc["zero_shot"]
     tail = [_with_interval(summary, "qu_ca")] if summary else [None]
-    return [name] + [_fmt(v) for v in cells + q + [acc["zero_shot"]] + tail] + [flag_words(summary) if summary else ""]
+    return [name] + [_fmt(v) for v in cells + q + [zero_shot] + tail] + [flag_words(summary) if summary else ""]
 
 
 def _audited(records: Sequence[dict]) -> bool:
@@ -66,13 +68,17 @@ def _audited(records: Sequence[dict]) -> bool:
 
 
 def _audit_cells(audit_model: dict | None) -> list[str]:
-    """The audit columns of one model's audit record ('-' where missing or skipped)."""
+    """The audit columns of one model's audit record ('-' where missing or skipped); over seeds, ``mean ± half-width``."""
     if not audit_model:
         return ["-"] * len(AUDIT_COLUMNS)
-    from .audit.report import get_path
+    from .audit.intervals import format_interval
+    from .audit.report import headline
 
-    paths = (("aliases", "held_out", "worst"), ("linear_probe", "forgotten_recall"), ("relearn", "forget", "after"), ("worst_case", "quality"))
-    return [_fmt(get_path(audit_model, *p)) for p in paths]
+    cells = []
+    for key in ("held_out_alias", "probe_recall", "relearn_after", "wc_quality"):
+        value, iv = headline(audit_model, key)
+        cells.append(format_interval(iv) if iv is not None else _fmt(value))
+    return cells
 
 
 def _columns(records: Sequence[dict]) -> tuple[str, ...]:

@@ -13,12 +13,22 @@ and the unlearned model's D_f/D_r accuracies, then Quality/Utility/Q-U (the stud
 Pairing matters: the original's accuracy on a resample moves with the unlearned model's, so the
 interval measures the run, not the luck of the test draw twice.
 
+**Zero-shot** (:func:`zero_shot_replicates`): the unlearned model's per-image fine hits on each
+other domain (e.g. digits for a fashion world) are resampled the same way, stratified by domain
+(each keeps its size; its own generator, seeded with the run's seed, so the world's replicates
+do not change), and each replicate's zero-shot accuracy is the mean over domains of their fine
+accuracies, as in :class:`ktmu.protocol.UnlearningEvaluator`. No score compares it with the
+original, so no original is resampled with it. Without zero-shot domains there is no interval.
+
 **Across seeds** (:func:`aggregate`): :func:`ktmu.audit.intervals.pooled_seed_interval` pools
 every seed's replicates, each centred at that seed's estimate (its value on the full test set);
 the reported value is the mean over seeds and the interval is the 2.5th-97.5th percentile of
 the pooled replicates. A metric that is nan on some replicate (e.g. Q-U* when a resampled
 original is barely above chance) has a nan interval: it cannot be stated with confidence.
-The zero-shot accuracy (other domains' images, not resampled) gets a mean and no interval.
+The zero-shot accuracy is pooled the same way (``interval["zero_shot"]``).
+
+With ``--audit`` every seed's unlearned model is audited too; :mod:`ktmu.audit.seeds` gives the
+audit's headline numbers the same mean ± interval.
 
 Hand-worked case: an unlearned model identical to the original has Quality 0 on every resample,
 so its interval is [0, 0]; a model that gets every D_f image wrong has D_f fine accuracy 0 on
@@ -28,7 +38,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -36,7 +46,7 @@ from .audit.intervals import RESAMPLES, pooled_seed_interval
 from .evaluate import WorldEval
 from .metrics import summarize, summarize_chance_aware
 
-ACCURACIES = ("forget_coarse", "forget_fine", "retain_coarse", "retain_fine", "forget_kept_coarse")
+ACCURACIES = ("forget_coarse", "forget_fine", "retain_coarse", "retain_fine", "forget_kept_coarse", "zero_shot")
 METRICS = ("quality", "utility", "qu", "quality_ca", "utility_ca", "qu_ca")
 
 
@@ -117,11 +127,31 @@ def paired_replicates(original: Hits, unlearned: Hits, groups: Groups, goal: str
     return {**reps, **per}
 
 
-def run_replicates(record: dict, original: WorldEval, unlearned: WorldEval, evaluator, resamples: int = RESAMPLES) -> dict[str, np.ndarray]:
-    """:func:`paired_replicates` of one run's record, seeded with the run's seed."""
+def zero_shot_replicates(domains: Sequence[np.ndarray], resamples: int = RESAMPLES, seed: int = 0) -> np.ndarray:
+    """(resamples,) zero-shot accuracies: each domain's 0/1 fine hits resampled within the domain, then the mean over domains (module doc).
+
+    Example: domains [1, 1, 1, 1] and [0, 0] give 100 and 0 on every resample, so every replicate is 50.
+    """
+    if not domains or any(len(d) == 0 for d in domains):
+        raise ValueError("zero-shot replicates need at least one domain, each with images.")
+    rng = np.random.default_rng([seed, 1])  # not the world's generator: adding zero-shot leaves the world's replicates as they were
+    per_domain = []
+    for hits in domains:
+        h = np.asarray(hits, dtype=np.float64)
+        per_domain.append(100.0 * h[rng.integers(0, len(h), size=(resamples, len(h)))].mean(axis=1))
+    return np.mean(per_domain, axis=0)
+
+
+def run_replicates(record: dict, original: WorldEval, unlearned: WorldEval, evaluator, resamples: int = RESAMPLES,
+                   others: Mapping[str, WorldEval] | None = None) -> dict[str, np.ndarray]:
+    """:func:`paired_replicates` of one run's record, seeded with the run's seed; with ``others`` (zero-shot domain -> the unlearned
+    model's predictions) also ``zero_shot``."""
     u = record["unlearned"]
-    return paired_replicates(Hits.of(original), Hits.of(unlearned), Groups.of(evaluator), record["request"]["goal"],
+    reps = paired_replicates(Hits.of(original), Hits.of(unlearned), Groups.of(evaluator), record["request"]["goal"],
                              u["n_fine"], u["n_coarse"], resamples, seed=record["seed"])
+    if others:
+        reps["zero_shot"] = zero_shot_replicates([Hits.of(ev).fine for ev in others.values()], resamples, seed=record["seed"])
+    return reps
 
 
 def _estimate(record: dict, key: str) -> float:
@@ -146,5 +176,6 @@ def aggregate(records: Sequence[dict], replicates: Sequence[dict[str, np.ndarray
         iv = pooled_seed_interval(estimates, reps)
         mean[key] = iv.estimate
         interval[key] = {"low": iv.low, "high": iv.high, "half_width": iv.half_width}
-    mean["zero_shot"] = float(np.mean([r["unlearned"]["zero_shot"] for r in records]))
+    if "zero_shot" not in mean:  # no zero-shot domains (or no hits kept): a mean and no interval
+        mean["zero_shot"] = float(np.mean([r["unlearned"]["zero_shot"] for r in records]))
     return {**records[0], "seeds": list(records), "mean": mean, "interval": interval}

@@ -6,6 +6,7 @@ One idea per module, each a pure function on arrays or numbers (no model, no fil
 * :mod:`.mass` — where do the forgotten images' predictions go (still forgotten, sibling, elsewhere)?
 * :mod:`.similarity` — does sibling damage follow text similarity to the forgotten concept?
 * :mod:`.intervals` — bootstrap intervals within a seed and their combination across seeds.
+* :mod:`.seeds` — the audit's headline numbers as mean ± interval over seeds, from per-image hits.
 * :mod:`.worst_case` — Quality under the worst of several probes of the same concept.
 * :mod:`.recovery` — how much relearning brings back, and a curve's gap to an oracle's.
 

@@ -67,24 +67,26 @@ def curve_points(budget: int) -> tuple[int, ...]:
 
 
 def relearn_indices(request: UnlearningRequest, train: ConceptDataset, part: Part, k: int, max_per_concept: int,
-                    seed: int = 0) -> tuple[np.ndarray | None, str]:
+                    seed: int = 0, draw_seed: int | None = None) -> tuple[np.ndarray | None, str]:
     """Train indices of the ``part`` attack (``k`` seeded-random images per concept), or ``(None, reason)`` when too few exist.
 
     ``retain``: images of the kept fine concepts; ``forget``: images of the forgotten fine concepts
     outside the proxy forget set (the same ``max_per_concept`` and ``seed`` as the unlearning run)
-    followed by the ``retain`` images (see the module doc).
+    followed by the ``retain`` images (see the module doc). ``draw_seed`` (default: ``seed``)
+    draws the images.
     """
     labels = np.asarray(train.fine_labels)
     world = request.world
+    draws = seed if draw_seed is None else draw_seed
     forgotten = sorted(set(request.forget_fine))
     kept = [i for i in range(len(world.fine)) if i not in forgotten]
-    retain, reason = _pick(labels, kept, np.empty(0, dtype=np.int64), k, np.random.default_rng([seed, 2]), world, "")
+    retain, reason = _pick(labels, kept, np.empty(0, dtype=np.int64), k, np.random.default_rng([draws, 2]), world, "")
     if retain is None:
         return None, f"{reason}; the relearning attacks need {k} per concept (lower --relearn-images)"
     if part == "retain":
         return retain, ""
     excluded = forget_set_indices(request, train, max_per_concept, seed)
-    concept, reason = _pick(labels, forgotten, excluded, k, np.random.default_rng([seed, 1]), world, " outside the proxy forget set")
+    concept, reason = _pick(labels, forgotten, excluded, k, np.random.default_rng([draws, 1]), world, " outside the proxy forget set")
     if concept is None:
         return None, f"{reason}; the forget relearning attack needs {k} per concept (lower --relearn-images or --max-per-concept)"
     return np.concatenate([concept, retain]), ""

@@ -26,6 +26,18 @@ Probes, all on the world's test split (D_f = test images of the forgotten fine c
   left than in a model that never learned it.
 
 A probe that cannot run is ``{"skipped": reason}``. NaN is written as null.
+
+**Seeds.** ``AuditConfig.seed`` is the unlearning run's seed (which proxy forget set the probe
+and the attack must avoid); ``draw_seed`` (default: ``seed``) draws the audit's own data: the
+probe's train images, the relearning images and their order. :meth:`Auditor.reseeded` gives an
+auditor for another seed. The probes that draw nothing (the study's scores, names, aliases,
+templates) are measured once per set of weights and reused (``measure(..., reuse=...)``); the
+linear probe and the relearning attacks run again under each seed, *also for the original*, so
+that every comparison in a seed's record (worst-case Quality, recovery, gaps) pairs models
+measured with the same draws. :func:`audit_over_seeds` audits fixed models under several draw
+seeds (``ktmu audit --seeds N``); ``ktmu unlearn/bench --audit --seeds N`` audit each seed's
+unlearned model with that seed's auditor. Each measurement keeps its models' per-image D_f hits
+in memory (:class:`.seeds.ProbeHits`) for the mean ± 95 % interval over seeds (:mod:`.seeds`).
 """
 from __future__ import annotations
 
@@ -47,9 +59,10 @@ from ..protocol import UnlearningEvaluator
 from ..request import MAX_PER_CONCEPT, UnlearningRequest, forget_set_indices
 from .linear_probe import ProbeResult, fit_linear_probe, probe_train_indices
 from .mass import forgotten_mass
-from .names import alias_probe, is_skipped, percent, predict, skipped, template_probe
+from .names import alias_hits, alias_record, is_skipped, percent, predict, skipped, template_hits, template_record
 from .recovery import curve_gap, relearning_recovery
 from .relearn import RelearnConfig, relearn_indices, relearning_curve
+from .seeds import ProbeHits, WorstHits, aggregate_audits, audit_replicates
 from .similarity import sibling_damage
 from .worst_case import worst_case_quality
 
@@ -70,13 +83,19 @@ class AuditConfig:
     probe_per_class: int = 100  # linear-probe train images per fine class; why 100: ktmu.audit.linear_probe
     relearn: RelearnConfig = field(default_factory=RelearnConfig)
     max_per_concept: int = MAX_PER_CONCEPT  # the proxy forget set the unlearning used: excluded from the probe and the attack
-    seed: int = 0  # the unlearning run's seed (which forget set) and the audit's own draws
+    seed: int = 0  # the unlearning run's seed (which forget set), and the audit's own draws unless draw_seed is given
+    draw_seed: int | None = None  # the audit's own draws (probe images, relearning images); None: seed
 
     def __post_init__(self) -> None:
         if self.probe_per_class < 1:
             raise AuditError(f"the linear probe needs at least 1 train image per class, got {self.probe_per_class}.")
         if self.max_per_concept < 1:
             raise AuditError("--max-per-concept must be at least 1.")
+
+    @property
+    def draws(self) -> int:
+        """The seed of the audit's own draws."""
+        return self.seed if self.draw_seed is None else self.draw_seed
 
 
 def check_same_architecture(reference: Backbone, other: Backbone, flag: str, reference_flag: str = "--model") -> None:
@@ -112,6 +131,24 @@ class Measurement:
     relearn: dict[str, tuple[list[float], dict] | str]  # part -> (curve, after-attack scores), or the reason it was skipped
     study: dict | None = None  # the study's evaluation (UnlearningEvaluator.evaluate), when measured
     seconds: dict[str, float] = field(default_factory=dict)
+    features: torch.Tensor | None = None  # (N_test, D) test image features: another seed's linear probe reuses them
+    hits: ProbeHits | None = None  # per-image D_f hits of the headline probes, for intervals over seeds (never written out)
+
+
+class _DfRecorder:
+    """D_f fine accuracy of the current weights for a relearning curve, keeping the first and the last call's per-image hits."""
+
+    def __init__(self, auditor: "Auditor", backbone: Backbone) -> None:
+        self.auditor, self.backbone = auditor, backbone
+        self.first: WorstHits | None = None
+        self.last: WorstHits | None = None
+
+    def __call__(self) -> float:
+        hits = self.auditor.d_f_hits(self.backbone)
+        self.last = WorstHits.of(hits.numpy())
+        if self.first is None:
+            self.first = self.last
+        return percent(hits)
 
 
 class Auditor:
@@ -120,7 +157,7 @@ class Auditor:
     def __init__(self, request: UnlearningRequest, train: ConceptDataset, evaluator: UnlearningEvaluator, preprocess,
                  cfg: AuditConfig = AuditConfig(), workers: int = 0, batch_size: int = 256, progress: bool = False,
                  force: bool = False) -> None:
-        self.request, self.train, self.evaluator, self.cfg = request, train, evaluator, cfg
+        self.request, self.train, self.evaluator, self.cfg, self.preprocess = request, train, evaluator, cfg, preprocess
         self.world = request.world
         self.workers, self.batch_size, self.progress, self.force = workers, batch_size, progress, force
         self.test = evaluator.world  # the test split's ZeroShotEvaluator (cached pixels for small worlds)
@@ -128,14 +165,31 @@ class Auditor:
         self.forget_fine = list(request.forget_fine)
         self.d_f = torch.isin(self.labels, torch.as_tensor(self.forget_fine, dtype=self.labels.dtype))
         self.d_f_positions = np.flatnonzero(self.d_f.numpy())
+        d_f_labels = self.labels[self.d_f].numpy()
+        self.strata = [np.flatnonzero(d_f_labels == c) for c in self.forget_fine]  # each concept's D_f images: the bootstrap's strata
         forget_idx = forget_set_indices(request, train, cfg.max_per_concept, cfg.seed)
         self.forget_set_size = len(forget_idx)
         self.probe_source, self.probe_reason = self._probe_source(forget_idx, preprocess)
         self.relearn_sources: dict[str, object] = {}
         for part in ("forget", "retain"):
-            idx, reason = relearn_indices(request, train, part, cfg.relearn.images_per_concept, cfg.max_per_concept, cfg.seed)
+            idx, reason = relearn_indices(request, train, part, cfg.relearn.images_per_concept, cfg.max_per_concept, cfg.seed,
+                                          draw_seed=cfg.draws)
             self.relearn_sources[part] = image_source(train, preprocess, idx) if idx is not None else reason
         self._original: Measurement | None = None
+        self._shared: dict[str, Measurement] = {}  # the original's first measurement, shared by reseeded auditors
+
+    def reseeded(self, seed: int | None = None, draw_seed: int | None = None) -> "Auditor":
+        """This auditor for another seed: the unlearning run's ``seed`` (default: this one's) and the audit's ``draw_seed`` (default: ``seed``).
+
+        The relearning order follows the draw seed. The original's seed-free probes, once measured,
+        are shared with this auditor (see the module doc).
+        """
+        seed = self.cfg.seed if seed is None else seed
+        draws = seed if draw_seed is None else draw_seed
+        cfg = replace(self.cfg, seed=seed, draw_seed=None if draws == seed else draws, relearn=replace(self.cfg.relearn, seed=draws))
+        other = Auditor(self.request, self.train, self.evaluator, self.preprocess, cfg, self.workers, self.batch_size, self.progress, self.force)
+        other._shared = self._shared
+        return other
 
     @classmethod
     def for_session(cls, session: Session, cfg: AuditConfig | None = None) -> "Auditor":
@@ -151,7 +205,7 @@ class Auditor:
     def _probe_source(self, forget_idx: np.ndarray, preprocess):
         labels = np.asarray(self.train.fine_labels)
         pool = np.setdiff1d(np.arange(len(labels)), forget_idx)
-        idx = pool[probe_train_indices(labels[pool], self.cfg.probe_per_class, self.cfg.seed)] if len(pool) else pool
+        idx = pool[probe_train_indices(labels[pool], self.cfg.probe_per_class, self.cfg.draws)] if len(pool) else pool
         present = set(np.unique(labels[idx]).tolist())
         missing = [self.world.fine[c].name for c in self.forget_fine if c not in present]
         if missing:
@@ -165,11 +219,15 @@ class Auditor:
     def _embed(self, backbone: Backbone, source, positions=None, desc: str = "embed") -> torch.Tensor:
         return embed_source(backbone, source, positions, batch_size=self.batch_size, workers=self.workers, progress=self.progress, desc=desc)
 
-    def d_f_fine(self, backbone: Backbone) -> float:
-        """D_f test fine accuracy of the current weights (canonical names, training-template ensemble)."""
+    def d_f_hits(self, backbone: Backbone) -> torch.Tensor:
+        """Per-image D_f test fine hits of the current weights (canonical names, training-template ensemble)."""
         feats = self._embed(backbone, self.test.source, self.d_f_positions, "embed D_f")
         text = class_text_features(backbone, self.world.fine_names, eval_templates(self.world)).float().cpu()
-        return percent(predict(feats, text) == self.labels[self.d_f])
+        return predict(feats, text) == self.labels[self.d_f]
+
+    def d_f_fine(self, backbone: Backbone) -> float:
+        """D_f test fine accuracy of the current weights (canonical names, training-template ensemble)."""
+        return percent(self.d_f_hits(backbone))
 
     def d_r_fine(self, backbone: Backbone) -> dict:
         """What a relearning attack did to the kept concepts: D_r test fine accuracy of the current weights."""
@@ -177,11 +235,15 @@ class Auditor:
         text = class_text_features(backbone, self.world.fine_names, eval_templates(self.world)).float().cpu()
         return {"d_r_fine": percent(predict(feats, text) == self.labels[~self.d_f])}
 
-    def measure(self, backbone: Backbone, role: str, spec: str | None = None, study: bool = True) -> Measurement:
+    def measure(self, backbone: Backbone, role: str, spec: str | None = None, study: bool = True,
+                reuse: Measurement | None = None) -> Measurement:
         """Run every probe on ``backbone``'s current weights (restored after relearning); ``study`` also runs the study's evaluation.
 
-        For the ``original`` role with ``study`` the original must know the concept (as ``ktmu unlearn``
-        requires) unless the auditor was built with ``force``.
+        ``reuse``: a measurement of the *same weights* (under other draws, e.g. another seed's
+        auditor): its probes that draw nothing (study, names, aliases, templates) are taken as they
+        are, and only the linear probe and the relearning attacks run again. For the ``original``
+        role with ``study`` the original must know the concept (as ``ktmu unlearn`` requires)
+        unless the auditor was built with ``force``.
         """
         seconds: dict[str, float] = {}
         clock = time.perf_counter()
@@ -192,13 +254,43 @@ class Auditor:
             seconds[key] = round(now - clock, 3)
             clock = now
 
+        if reuse is not None and reuse.features is not None:
+            fixed = reuse
+        else:
+            fixed = self._seed_free(backbone, role, spec, study, lap)
+        feats, labels, world = fixed.features, self.labels, self.world
+        probe: ProbeResult | str = self.probe_reason
+        if self.probe_source is not None:
+            train_feats = self._embed(backbone, self.probe_source, desc="embed probe images")
+            probe = fit_linear_probe(train_feats, self.probe_source.fine, feats, labels, self.forget_fine, len(world.fine),
+                                     per_class=self.cfg.probe_per_class, seed=self.cfg.draws)
+        lap("linear_probe")
+        relearn: dict[str, tuple[list[float], dict] | str] = {}
+        recorded: dict[str, _DfRecorder] = {}
+        for part, source in self.relearn_sources.items():
+            if isinstance(source, str):
+                relearn[part] = source
+                continue
+            recorded[part] = _DfRecorder(self, backbone)
+            relearn[part] = relearning_curve(backbone, source, world.fine_names, recorded[part], self.cfg.relearn, self.workers,
+                                             final=lambda: self.d_r_fine(backbone))
+        lap("relearn")
+        seconds["total"] = round(sum(seconds.values()), 3)
+        d_f = self.d_f.numpy()
+        hits = replace(fixed.hits, linear_probe=WorstHits.of(probe.predictions[d_f] == labels[self.d_f].numpy()) if isinstance(probe, ProbeResult) else None,
+                       relearn_before=recorded["forget"].first if "forget" in recorded else None,
+                       relearn_after=recorded["forget"].last if "forget" in recorded else None)
+        return replace(fixed, role=role, spec=spec or backbone.name, probe=probe, relearn=relearn, seconds=seconds, hits=hits)
+
+    def _seed_free(self, backbone: Backbone, role: str, spec: str | None, study: bool, lap: Callable[[str], None]) -> Measurement:
+        """The probes that draw nothing (study, names, aliases, templates), with the test features and their D_f hits."""
         scores = None
         if study:
             scores = self.evaluator.evaluate(backbone)
             lap("study")
             if role == "original" and not self.force:
                 self._check_known(scores)
-        world, labels = self.world, self.labels
+        world, labels, d_f = self.world, self.labels, self.d_f
         feats = self.test.features(backbone)
         text = class_text_features(backbone, world.fine_names, eval_templates(world)).float().cpu()
         pred = predict(feats, text)
@@ -206,29 +298,26 @@ class Auditor:
         coarse = self.test.coarse_labels
         hit, coarse_hit = pred == labels, coarse_pred == coarse
         per_class = np.array([percent(hit[labels == i]) for i in range(len(world.fine))])
-        name = {"d_f_fine": percent(hit[self.d_f]), "d_f_coarse": percent(coarse_hit[self.d_f]),
-                "d_r_fine": percent(hit[~self.d_f]), "d_r_coarse": percent(coarse_hit[~self.d_f]),
+        name = {"d_f_fine": percent(hit[d_f]), "d_f_coarse": percent(coarse_hit[d_f]),
+                "d_r_fine": percent(hit[~d_f]), "d_r_coarse": percent(coarse_hit[~d_f]),
                 "per_class_fine": dict(zip(world.fine_names, per_class.tolist()))}
         lap("name")
-        aliases = {kind: alias_probe(backbone, feats, labels, world, self.forget_fine, kind) for kind in ("held_out", "method_visible")}
+        swaps = {kind: alias_hits(backbone, feats, labels, world, self.forget_fine, kind) for kind in ("held_out", "method_visible")}
+        aliases = {kind: alias_record(h, labels, world, self.forget_fine, kind) for kind, h in swaps.items()}
         lap("aliases")
-        templates = {"training": template_probe(backbone, feats, labels, world, self.forget_fine, train_templates(world)),
-                     "held_out": template_probe(backbone, feats, labels, world, self.forget_fine, AUDIT_TEMPLATES)}
+        per_template = {"training": train_templates(world), "held_out": AUDIT_TEMPLATES}
+        template_table = {kind: template_hits(backbone, feats, labels, world, ts) for kind, ts in per_template.items()}
+        templates = {kind: template_record(template_table[kind], labels, self.forget_fine, ts) for kind, ts in per_template.items()}
         lap("templates")
-        probe: ProbeResult | str = self.probe_reason
-        if self.probe_source is not None:
-            train_feats = self._embed(backbone, self.probe_source, desc="embed probe images")
-            probe = fit_linear_probe(train_feats, self.probe_source.fine, feats, labels, self.forget_fine, len(world.fine),
-                                     per_class=self.cfg.probe_per_class, seed=self.cfg.seed)
-        lap("linear_probe")
-        relearn: dict[str, tuple[list[float], dict] | str] = {}
-        for part, source in self.relearn_sources.items():
-            relearn[part] = source if isinstance(source, str) else relearning_curve(
-                backbone, source, world.fine_names, lambda: self.d_f_fine(backbone), self.cfg.relearn, self.workers,
-                final=lambda: self.d_r_fine(backbone))
-        lap("relearn")
-        seconds["total"] = round(sum(seconds.values()), 3)
-        return Measurement(role, spec or backbone.name, name, pred, per_class, text, aliases, templates, probe, relearn, scores, seconds)
+        held_out = swaps["held_out"]
+        alias_hit = None
+        if not is_skipped(aliases["held_out"]):
+            positions = dict(zip(self.forget_fine, self.strata))
+            alias_hit = WorstHits(tuple(positions[c] for c in held_out), tuple(h[d_f].numpy()[positions[c]] for c, (_, h) in held_out.items()))
+        hits = ProbeHits(name=WorstHits.of(hit[d_f].numpy()), held_out_alias=alias_hit,
+                         held_out_template=None if is_skipped(templates["held_out"]) else WorstHits.columns(template_table["held_out"][d_f].numpy()))
+        return Measurement(role, spec or backbone.name, name, pred, per_class, text, aliases, templates, self.probe_reason, {}, scores,
+                           features=feats, hits=hits)
 
     def _check_known(self, scores: dict) -> None:
         from ..pipeline import flags_for
@@ -240,21 +329,36 @@ class Auditor:
                              "pick a concept it knows, or add --force to run anyway.")
 
     def original(self, backbone: Backbone, state: Mapping[str, torch.Tensor], spec: str | None = None) -> Measurement:
-        """The original's measurement, made once: ``state`` (trainable weights) is loaded for it, then the backbone's own weights return."""
+        """The original's measurement, made once per auditor: ``state`` (trainable weights) is loaded for it, then the backbone's own weights return.
+
+        A reseeded auditor reuses the first one's seed-free probes of the original (see the module doc).
+        """
         if self._original is None:
             current = backbone.copy_trainable()
             backbone.load_trainable(state)
             try:
-                self._original = self.measure(backbone, "original", spec, study=False)
+                self._original = self.measure(backbone, "original", spec, study=False, reuse=self._shared.get("original"))
             finally:
                 backbone.load_trainable(current)
+            self._shared.setdefault("original", self._original)
         return self._original
+
+    def measure_session_run(self, session: Session, label: str | None = None) -> dict[str, Measurement]:
+        """The original's and the unlearned model's measurements for the weights the session's backbone holds now (an unlearning run's)."""
+        original = self.original(session.backbone, session.original_state, session.backbone.name)
+        return {"original": original, "unlearned": self.measure(session.backbone, "unlearned", label or session.backbone.name, study=False)}
 
     def audit_session_run(self, session: Session, label: str | None = None) -> dict:
         """Audit the weights the session's backbone holds now (an unlearning run's) against the session's original."""
-        original = self.original(session.backbone, session.original_state, session.backbone.name)
-        model = self.measure(session.backbone, "unlearned", label or session.backbone.name, study=False)
-        return self.result({"original": original, "unlearned": model})
+        return self.result(self.measure_session_run(session, label))
+
+    def replicates(self, measurements: Mapping[str, Measurement]) -> dict[str, dict[str, np.ndarray]]:
+        """Role -> headline key -> bootstrap replicates of the D_f test images, seeded with the draw seed (:func:`.seeds.audit_replicates`)."""
+        if "original" not in measurements:
+            raise AuditError("the audit compares against the original model: measure it first.")
+        original = _probe_accuracies(measurements["original"])
+        wc = {role: [k for k in original if k in _probe_accuracies(m)] for role, m in measurements.items()}
+        return audit_replicates({role: m.hits for role, m in measurements.items()}, self.strata, wc, seed=self.cfg.draws)
 
     # ---- records ---------------------------------------------------------------------------------------
     def result(self, measurements: Mapping[str, Measurement]) -> dict:
@@ -269,7 +373,8 @@ class Auditor:
 
     def request_record(self) -> dict:
         return {**self.request.describe(), "forget_set_size": self.forget_set_size, "max_per_concept": self.cfg.max_per_concept,
-                "seed": self.cfg.seed, "d_f_test_images": len(self.d_f_positions), "test_images": len(self.labels)}
+                "seed": self.cfg.seed, **({"draw_seed": self.cfg.draw_seed} if self.cfg.draw_seed is not None else {}),
+                "d_f_test_images": len(self.d_f_positions), "test_images": len(self.labels)}
 
     def _relearn_size(self, part: str) -> int:
         source = self.relearn_sources[part]
@@ -309,8 +414,9 @@ class Auditor:
         return rec
 
 
-def audit_models(auditor: Auditor, models: Mapping[str, tuple[str, Backbone]], log: Callable[[str], None] | None = None) -> dict:
-    """Measure ``models`` (role -> (spec, backbone); ``original`` required, measured first) and return the audit record."""
+def measure_models(auditor: Auditor, models: Mapping[str, tuple[str, Backbone]], log: Callable[[str], None] | None = None,
+                   reuse: Mapping[str, Measurement] | None = None) -> dict[str, Measurement]:
+    """Measure ``models`` (role -> (spec, backbone); ``original`` required, measured first); ``reuse``: role -> an earlier measurement of the same weights."""
     if "original" not in models:
         raise AuditError("the audit needs the original model (--original SPEC).")
     measured = {}
@@ -318,8 +424,36 @@ def audit_models(auditor: Auditor, models: Mapping[str, tuple[str, Backbone]], l
         spec, backbone = models[role]
         if log:
             log(f"auditing the {role} model ({spec}) ...")
-        measured[role] = auditor.measure(backbone, role, spec)
-    return auditor.result(measured)
+        measured[role] = auditor.measure(backbone, role, spec, reuse=(reuse or {}).get(role))
+    return measured
+
+
+def audit_models(auditor: Auditor, models: Mapping[str, tuple[str, Backbone]], log: Callable[[str], None] | None = None) -> dict:
+    """Measure ``models`` (role -> (spec, backbone); ``original`` required, measured first) and return the audit record."""
+    return auditor.result(measure_models(auditor, models, log))
+
+
+def audit_over_seeds(auditor: Auditor, models: Mapping[str, tuple[str, Backbone]], seeds: int,
+                     log: Callable[[str], None] | None = None) -> dict:
+    """Audit fixed ``models`` under ``seeds`` draw seeds (the auditor's, +1, ...): one record, or the mean ± interval of several.
+
+    The unlearning run's seed (the forget set the draws avoid) stays the auditor's; each seed
+    redraws the probe's train images and the relearning images and order. Over several seeds the
+    record is :func:`.seeds.aggregate_audits` of the per-seed records (kept under ``seeds``).
+    """
+    if seeds < 1:
+        raise AuditError(f"--seeds must be at least 1, got {seeds}.")
+    records, replicates, first = [], [], None
+    for i in range(seeds):
+        seeded = auditor if i == 0 else auditor.reseeded(draw_seed=auditor.cfg.draws + i)
+        if log and seeds > 1:
+            log(f"audit draws with seed {seeded.cfg.draws} ({i + 1} of {seeds}) ...")
+        measured = measure_models(seeded, models, log, reuse=first)
+        first = first or measured
+        records.append(seeded.result(measured))
+        if seeds > 1:
+            replicates.append(seeded.replicates(measured))
+    return records[0] if seeds == 1 else aggregate_audits(records, replicates, keep_seeds=True)
 
 
 # ---- record parts (pure) ----------------------------------------------------------------------------
