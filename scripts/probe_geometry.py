@@ -37,7 +37,7 @@ from ktmu.backbones.encode import class_text_features, embed_source
 from ktmu.data import load_dataset
 from ktmu.data.stream import image_source
 from ktmu.prompts import eval_templates
-from ktmu.request import UnlearningRequest, forget_set_indices
+from ktmu.engine.request import UnlearningRequest, forget_set_indices
 
 STRENGTHS = (0.25, 0.5, 1.0, 1.5)
 

@@ -17,8 +17,8 @@ import numpy as np
 from PIL import Image
 
 from ktmu.concepts import builtin_world
-from ktmu.prepare import study_list
-from ktmu.zeroshot_sets.common import caltech_folders, class_names
+from ktmu.study.prepare import study_list
+from ktmu.data.zero_shot.common import caltech_folders, class_names
 
 OTHER_WNID = "n01440764"  # tench: a non-dog ImageNet class that prepare must ignore
 

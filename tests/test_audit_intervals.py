@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from ktmu.audit import Interval, bootstrap_interval, bootstrap_replicates, format_interval, pooled_seed_interval, seed_interval
-from ktmu.metrics import relative_drop
+from ktmu.evaluation.metrics import relative_drop
 
 
 def test_constant_statistic_has_zero_width():

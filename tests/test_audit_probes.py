@@ -14,7 +14,7 @@ from ktmu.audit import (
     sibling_damage,
     worst_case_quality,
 )
-from ktmu.metrics import relative_drop
+from ktmu.evaluation.metrics import relative_drop
 
 # ---- linear probe -------------------------------------------------------------------------------
 

@@ -23,8 +23,8 @@ from ktmu.cli import main
 from ktmu.concepts import Hierarchy
 from ktmu.data import ArrayDataset
 from ktmu.prompts import AUDIT_TEMPLATES, TEMPLATES
-from ktmu.protocol import UnlearningEvaluator
-from ktmu.request import UnlearningRequest
+from ktmu.evaluation.protocol import UnlearningEvaluator
+from ktmu.engine.request import UnlearningRequest
 
 # Four fine concepts; coat (index 1, after its sibling shirt) is forgotten and has a held-out name.
 KNOWN_WORLD = {
@@ -168,7 +168,7 @@ def test_relearning_restores_the_audited_weights_and_trainable_choice():
 
 
 def test_relearning_data_excludes_the_proxy_forget_set():
-    from ktmu.request import forget_set_indices
+    from ktmu.engine.request import forget_set_indices
 
     auditor = known_auditor()
     req, train = auditor.request, auditor.train
@@ -349,10 +349,10 @@ def test_ktmu_audit_over_two_seeds_end_to_end(tmp_path, tiny_checkpoint, capsys)
 
 
 def test_unlearn_and_bench_audit_every_seed(tmp_path, monkeypatch, capsys):
-    import ktmu.cli
+    import ktmu.cli.app
 
-    small = ktmu.cli._audit_cfg
-    monkeypatch.setattr(ktmu.cli, "_audit_cfg", lambda args: replace(small(args), probe_per_class=20,
+    small = ktmu.cli.app._audit_cfg
+    monkeypatch.setattr(ktmu.cli.app, "_audit_cfg", lambda args: replace(small(args), probe_per_class=20,
                                                                       relearn=RelearnConfig(steps=(0, 2), images_per_concept=4, seed=args.seed)))
     roles, seed_free = [], []
     measure, fixed = Auditor.measure, Auditor._seed_free

@@ -7,7 +7,7 @@ import pytest
 from ktmu.audit.report import audit_cells, audit_table
 from ktmu.audit.seeds import (ProbeHits, WorstHits, aggregate_audits, audit_replicates, audit_statistics, recovery, relative_drop,
                               resample_counts)
-from ktmu.metrics import relative_drop as scalar_drop
+from ktmu.evaluation.metrics import relative_drop as scalar_drop
 
 ONES = np.ones((1, 4))  # a "resample" that is the full set of 4 D_f images
 
@@ -88,7 +88,7 @@ def _record(d_f_fine: float, recall: float | None, recovery_value: float | None 
 
 
 def test_pooling_two_seeds_and_numbers_that_cannot_be_stated():
-    # seed A's probe recall is 90 on every replicate, seed B's 100: pooled [90, 100] around 95 (ktmu.audit.intervals' hand case)
+    # seed A's probe recall is 90 on every replicate, seed B's 100: pooled [90, 100] around 95 (ktmu.evaluation.intervals' hand case)
     reps = [{"unlearned": {"d_f_fine": np.full(10, 0.0), "probe_recall": np.full(10, 90.0), "recovery": np.full(10, 0.5)}},
             {"unlearned": {"d_f_fine": np.full(10, 0.0), "probe_recall": np.full(10, 100.0), "recovery": np.r_[np.full(9, 0.5), np.nan]}}]
     agg = aggregate_audits([_record(0.0, 90.0, 0.5), _record(0.0, 100.0, 0.5)], reps)

@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 
 import ktmu.backbones
-import ktmu.pipeline
+import ktmu.runs.session
 from ktmu.cli import main
 
 TINY = ["--model", "tiny-clip", "--force", "--quiet", "--max-per-concept", "10"]
@@ -54,7 +54,7 @@ def no_model(monkeypatch):
         raise AssertionError("the model was loaded before the mistake was reported")
 
     monkeypatch.setattr(ktmu.backbones, "load_backbone", refuse)
-    monkeypatch.setattr(ktmu.pipeline, "load_backbone", refuse)
+    monkeypatch.setattr(ktmu.runs.session, "load_backbone", refuse)
 
 
 def nothing_written(out: Path) -> bool:
@@ -83,7 +83,7 @@ def refused(capsys, argv: list[str], out: Path | None = None) -> str:
 def run_cli(args: list[str], timeout: float = 120, **env) -> subprocess.CompletedProcess:
     """The real command in a subprocess (stderr as the user sees it)."""
     full_env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", **env}
-    return subprocess.run([sys.executable, "-m", "ktmu.cli", *args], capture_output=True, text=True, timeout=timeout, env=full_env)
+    return subprocess.run([sys.executable, "-m", "ktmu", *args], capture_output=True, text=True, timeout=timeout, env=full_env)
 
 
 # ---- settings: refused before the model loads ------------------------------------------------------

@@ -333,7 +333,7 @@ def test_did_you_mean_never_suggests_an_audit_name_to_requests():
 
 
 def test_request_by_audit_name_is_refused():
-    from ktmu.request import RequestError, UnlearningRequest
+    from ktmu.engine.request import RequestError, UnlearningRequest
 
     h = Hierarchy.from_dict(_audited(cat=["tabby"]))
     with pytest.raises(RequestError, match="held-out audit name"):

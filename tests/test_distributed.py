@@ -25,9 +25,9 @@ def _run(cmd, env_extra=None):
 @pytest.mark.slow
 def test_two_processes_match_one(tmp_path):
     one, two = tmp_path / "one", tmp_path / "two"
-    _run([sys.executable, "-m", "ktmu.cli", *ARGS, "--out", str(one)])
+    _run([sys.executable, "-m", "ktmu", *ARGS, "--out", str(one)])
     launch = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2", "--num_machines", "1", "--cpu",
-              "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "ktmu.cli", *ARGS, "--out", str(two)]
+              "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "ktmu", *ARGS, "--out", str(two)]
     _run(launch)
     a, b = (json.loads((d / "results.json").read_text()) for d in (one, two))
     assert a["config"]["selected_epoch"] == b["config"]["selected_epoch"]
@@ -40,11 +40,11 @@ def test_two_processes_match_one(tmp_path):
 
 
 def test_more_processes_than_images_per_batch_is_refused(tiny_backbone, toy_world, toy_train, monkeypatch):
-    from ktmu.dist import Dist, DistError
+    from ktmu.runtime.dist import Dist, DistError
     from ktmu.methods import build_method
-    from ktmu.request import UnlearningRequest
-    from ktmu.train import ForgetSet, TrainConfig, unlearn
-    import ktmu.train as train_mod
+    from ktmu.engine.request import UnlearningRequest
+    from ktmu.engine.trainer import ForgetSet, TrainConfig, unlearn
+    import ktmu.engine.trainer as train_mod
 
     monkeypatch.setattr(train_mod, "get_dist", lambda: Dist(rank=0, world=4))
     forget = ForgetSet.from_request(UnlearningRequest.parse(toy_world, ["shirt"]), toy_train, tiny_backbone.preprocess)
@@ -53,7 +53,7 @@ def test_more_processes_than_images_per_batch_is_refused(tiny_backbone, toy_worl
 
 
 def test_dist_shards_cover_everything_once():
-    from ktmu.dist import Dist
+    from ktmu.runtime.dist import Dist
 
     shards = [Dist(r, 3).shard(10).tolist() for r in range(3)]
     assert sum(shards, []) == list(range(10)) and [len(s) for s in shards] == [4, 3, 3]

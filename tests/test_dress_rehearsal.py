@@ -16,7 +16,7 @@ from fakes import make_imagenet_root
 
 from ktmu.cli import main
 from ktmu.concepts import builtin_world
-from ktmu.recipes import load_recipe
+from ktmu.study.recipes import load_recipe
 
 RECIPE = Path(__file__).resolve().parents[1] / "configs" / "study" / "imgnetdogs-difficult.yaml"
 

@@ -17,9 +17,9 @@ from hypothesis import strategies as st
 
 from ktmu.concepts import Hierarchy, HierarchyError
 from ktmu.methods import METHODS, build_method
-from ktmu.request import RequestError, UnlearningRequest
+from ktmu.engine.request import RequestError, UnlearningRequest
 from ktmu.settings import SettingsError, cast_value, parse_set
-from ktmu.train_config import TrainConfig
+from ktmu.engine.config import TrainConfig
 
 # KTMU_FUZZ_EXAMPLES=5000 for a longer hunt; 200 keeps the whole file near 10 s.
 FUZZ = settings(max_examples=int(os.environ.get("KTMU_FUZZ_EXAMPLES", "200")), deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])

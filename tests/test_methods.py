@@ -4,14 +4,14 @@ import math
 import pytest
 import torch
 
-import ktmu.train as train_mod
+import ktmu.engine.trainer as train_mod
 from ktmu.methods import METHODS, Batch, build_method
-from ktmu.request import UnlearningRequest
+from ktmu.engine.request import UnlearningRequest
 from ktmu.methods.terms import forgotten_cross_entropy as forgotten_ce
 from ktmu.methods.terms import hinge_below_best_other as hinge
 from ktmu.methods.terms import npo as npo_term
 from ktmu.methods.terms import over_forget_levels as over_levels
-from ktmu.train import ForgetSet, TrainConfig, unlearn
+from ktmu.engine.trainer import ForgetSet, TrainConfig, unlearn
 
 
 def _forget_set(backbone, world, train, names=("shirt",), goal="fine"):

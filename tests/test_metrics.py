@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from ktmu.metrics import (
+from ktmu.evaluation.metrics import (
     RunFlags, binomial_tail, chance_aware_parts, chance_rescaled, collapse_check, collapse_share_threshold,
     combined_chance_aware, harmonic_mean, knows_concept, quality_chance_aware, relative_drop, retention,
     retention_chance_aware, run_flags, summarize, summarize_chance_aware, weights_changed, worst_kept_class,

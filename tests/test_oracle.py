@@ -7,7 +7,7 @@ import pytest
 from ktmu.backbones import BackboneError, load_backbone
 from ktmu.backbones.mini_clip import WEIGHTS_DIR, sha256
 from ktmu.data import ArrayDataset, load_dataset
-from ktmu.evaluate import ZeroShotEvaluator
+from ktmu.evaluation.zero_shot import ZeroShotEvaluator
 
 ORACLE = WEIGHTS_DIR / "mini_clip_without_shirt.safetensors"
 

@@ -1,4 +1,4 @@
-"""``ktmu.prepare``: the study's exact image lists written for fake ImageNet / CompCars roots built on disk."""
+"""``ktmu.study.prepare``: the study's exact image lists written for fake ImageNet / CompCars roots built on disk."""
 from __future__ import annotations
 
 import json
@@ -9,7 +9,7 @@ import pytest
 from fakes import make_compcars_root, make_imagenet_root, write_val_ground_truth
 
 from ktmu.data import DatasetError, load_dataset
-from ktmu.prepare import PrepareError, prepare_compcars_s, prepare_imgnetdogs, read_val_labels, study_list
+from ktmu.study.prepare import PrepareError, prepare_compcars_s, prepare_imgnetdogs, read_val_labels, study_list
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,7 @@ import torch
 
 from ktmu.backbones.mini_clip import build_mini_clip
 from ktmu.data import load_dataset
-from ktmu.pretrain import PretrainConfig, augment, pretrain
+from ktmu.engine.pretrain import PretrainConfig, augment, pretrain
 
 
 def test_short_pretraining_lowers_loss(tmp_path):

@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 import torch
 
-from ktmu.evaluate import ZeroShotEvaluator, accuracy
-from ktmu.protocol import UnlearningEvaluator
-from ktmu.request import UnlearningRequest
+from ktmu.evaluation.zero_shot import ZeroShotEvaluator, accuracy
+from ktmu.evaluation.protocol import UnlearningEvaluator
+from ktmu.engine.request import UnlearningRequest
 
 
 def test_fine_request_splits_d_f_and_d_r(tiny_backbone, toy_world, toy_train):

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from ktmu.cli import _parse_with_recipe, build_parser, main
+from ktmu.cli.app import _parse_with_recipe, build_parser, main
 from ktmu.concepts import builtin_world
 from ktmu.methods import METHODS, build_method
-from ktmu.recipes import RecipeError, load_recipe
-from ktmu.train_config import TrainConfig
+from ktmu.study.recipes import RecipeError, load_recipe
+from ktmu.engine.config import TrainConfig
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 SHIPPED = sorted(CONFIGS.rglob("*.yaml"))

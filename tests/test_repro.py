@@ -25,7 +25,7 @@ TIMING_KEYS = {"train_seconds", "seconds", "git_commit"}
 def ktmu(args: list[str], timeout: float = 300) -> subprocess.CompletedProcess:
     """The real command (so that results.json records the real command line)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-    return subprocess.run([sys.executable, "-m", "ktmu.cli", *args], capture_output=True, text=True, timeout=timeout, env=env)
+    return subprocess.run([sys.executable, "-m", "ktmu", *args], capture_output=True, text=True, timeout=timeout, env=env)
 
 
 def sha256(path: Path) -> str:
@@ -76,7 +76,7 @@ def _jsonl_world(root: Path) -> Path:
 
 
 def test_results_record_the_command_data_root_and_hierarchy(tmp_path):
-    from ktmu.provenance import file_record
+    from ktmu.runs.provenance import file_record
 
     root = tmp_path / "dogs"
     hierarchy = _jsonl_world(root)

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from ktmu.request import RequestError, UnlearningRequest, forget_set_indices
+from ktmu.engine.request import RequestError, UnlearningRequest, forget_set_indices
 
 
 def test_aliases_resolve_to_canonical_names(toy_world):

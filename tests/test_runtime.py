@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from ktmu.backbones import load_backbone
-from ktmu.runtime import PRECISIONS, RuntimeSettingsError, autocast, check_precision, needs_grad_scaler, resolve_device
+from ktmu.runtime.device import PRECISIONS, RuntimeSettingsError, autocast, check_precision, needs_grad_scaler, resolve_device
 
 
 def test_resolve_device_on_this_machine():

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from ktmu.cli import main
-from ktmu.report import text_table
-from ktmu.seeds import Groups, Hits, aggregate, paired_replicates, zero_shot_replicates
+from ktmu.report.tables import text_table
+from ktmu.evaluation.seeds import Groups, Hits, aggregate, paired_replicates, zero_shot_replicates
 
 N_FINE, N_COARSE = 4, 2
 
@@ -104,7 +104,7 @@ def test_zero_shot_replicates_by_hand():
 
 
 def test_unlearn_over_two_seeds(tmp_path, capsys, monkeypatch):
-    from ktmu.forget_set import ForgetSet
+    from ktmu.engine.forget_set import ForgetSet
 
     drawn = []
     original = ForgetSet.from_request.__func__

@@ -8,7 +8,7 @@ import pytest
 
 from ktmu.methods import METHODS, build_method
 from ktmu.settings import Range, SettingsError, cast_mapping, cast_value, field_range, in_range, parse_set
-from ktmu.train_config import TrainConfig
+from ktmu.engine.config import TrainConfig
 
 
 @dataclass

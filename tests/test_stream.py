@@ -6,7 +6,7 @@ from PIL import Image
 
 from ktmu.data import ArrayDataset, ConceptDataset
 from ktmu.data.stream import CachedImageSource, ImageSource, chunked, image_source, iter_batches
-from ktmu.evaluate import ZeroShotEvaluator
+from ktmu.evaluation.zero_shot import ZeroShotEvaluator
 
 
 class CountingDataset(ConceptDataset):

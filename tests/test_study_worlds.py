@@ -10,8 +10,8 @@ import yaml
 
 from ktmu.concepts import HierarchyError, builtin_world
 from ktmu.data import DATASETS, DatasetError, load_dataset
-from ktmu.prepare import study_list
-from ktmu.world_info import format_world, world_record
+from ktmu.study.prepare import study_list
+from ktmu.report.world import format_world, world_record
 
 WORLDS = Path(__file__).parents[1] / "src" / "ktmu" / "worlds"
 

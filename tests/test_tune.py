@@ -1,6 +1,6 @@
 """Learning-rate selection sees forget-set data only and follows its documented rule."""
-import ktmu.pipeline as pipeline
-from ktmu.tune import tune_lr
+import ktmu.runs.session as pipeline
+from ktmu.runs.tune import tune_lr
 
 
 def test_tune_never_loads_test_data_and_applies_the_rule(monkeypatch):

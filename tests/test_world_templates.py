@@ -3,10 +3,10 @@ import pytest
 
 from ktmu.concepts import Hierarchy, HierarchyError
 from ktmu.data import ArrayDataset
-from ktmu.evaluate import ZeroShotEvaluator
+from ktmu.evaluation.zero_shot import ZeroShotEvaluator
 from ktmu.prompts import TEMPLATES, eval_templates, train_templates
-from ktmu.request import UnlearningRequest
-from ktmu.train import ForgetSet, compute_reference
+from ktmu.engine.request import UnlearningRequest
+from ktmu.engine.trainer import ForgetSet, compute_reference
 
 from conftest import TOY_WORLD
 

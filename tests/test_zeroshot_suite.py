@@ -18,10 +18,10 @@ from fakes import (
 from PIL import Image
 
 from ktmu.data import DatasetError
-from ktmu.domains import DOMAINS, parse_zero_shot
-from ktmu.zeroshot_sets import SUITE
+from ktmu.data.domains import DOMAINS, parse_zero_shot
+from ktmu.data.zero_shot import SUITE
 
-TEMPLATES = yaml.safe_load((Path(__file__).parents[1] / "src" / "ktmu" / "zeroshot_sets" / "templates.yaml").read_text())
+TEMPLATES = yaml.safe_load((Path(__file__).parents[1] / "src" / "ktmu" / "data" / "zero_shot" / "templates.yaml").read_text())
 
 # name -> (fake maker, folder inside root, class count, expected (class name per item) in order)
 CASES = {

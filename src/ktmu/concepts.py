@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 import yaml
 
-from .registry import suggest
+from ktmu.registry import suggest
 
 Level = Literal["coarse", "fine"]
 

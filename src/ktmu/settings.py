@@ -19,7 +19,7 @@ import typing
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
-from .registry import suggest
+from ktmu.registry import suggest
 
 RANGE_KEY = "ktmu_range"  # the field-metadata key holding a field's :class:`Range`
 NONE_WORDS = ("none", "null")  # what --set accepts for "no value" on an optional field

@@ -17,17 +17,17 @@ And the orchestration that runs them on models (these import torch, so they load
 * :mod:`.run` — :class:`Auditor`: every probe on a model, and the audit record comparing models.
 * :mod:`.report` — the audit table.
 
-Accuracies, recalls and Quality are in percent, as in :mod:`ktmu.metrics`; shares of prediction
+Accuracies, recalls and Quality are in percent, as in :mod:`ktmu.evaluation.metrics`; shares of prediction
 mass and the recovery ratio are fractions.
 """
 from __future__ import annotations
 
-from .intervals import Interval, bootstrap_interval, bootstrap_replicates, format_interval, pooled_seed_interval, seed_interval
-from .linear_probe import ProbeResult, fit_linear_probe, probe_train_indices
-from .mass import MassSplit, forgotten_mass
-from .recovery import Recovery, curve_gap, relearning_recovery
-from .similarity import SiblingDamage, SiblingRow, sibling_damage
-from .worst_case import WorstCase, worst_case_quality
+from ktmu.evaluation.intervals import Interval, bootstrap_interval, bootstrap_replicates, format_interval, pooled_seed_interval, seed_interval
+from ktmu.audit.linear_probe import ProbeResult, fit_linear_probe, probe_train_indices
+from ktmu.audit.mass import MassSplit, forgotten_mass
+from ktmu.audit.recovery import Recovery, curve_gap, relearning_recovery
+from ktmu.audit.similarity import SiblingDamage, SiblingRow, sibling_damage
+from ktmu.audit.worst_case import WorstCase, worst_case_quality
 
 __all__ = [
     "Interval", "MassSplit", "ProbeResult", "Recovery", "SiblingDamage", "SiblingRow", "WorstCase",

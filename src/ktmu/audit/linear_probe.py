@@ -19,7 +19,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ._arrays import as_numpy, class_set
+from ktmu.evaluation.arrays import as_numpy, class_set
 
 
 @dataclass(frozen=True)

@@ -24,10 +24,10 @@ from typing import Literal, Sequence
 import numpy as np
 import torch
 
-from ..backbones import Backbone
-from ..backbones.encode import class_text_features
-from ..concepts import Hierarchy
-from ..prompts import eval_templates
+from ktmu.backbones import Backbone
+from ktmu.backbones.encode import class_text_features
+from ktmu.concepts import Hierarchy
+from ktmu.prompts import eval_templates
 
 NameKind = Literal["held_out", "method_visible"]
 _FIELD = {"held_out": "audit_names", "method_visible": "aliases"}

@@ -16,7 +16,7 @@ curve said nothing about what was left of the concept. With the kept concepts in
 model must tell the concept apart from its siblings again, which is what was forgotten; and the
 difference between the two attacks is exactly what the concept's own few images bring.
 
-Fine-tuning as the unlearning trainer does it (:mod:`ktmu.train`): AdamW without weight decay,
+Fine-tuning as the unlearning trainer does it (:mod:`ktmu.engine.trainer`): AdamW without weight decay,
 the model in eval mode (batch-norm statistics are not rewritten), the backbone's default trainable
 weights, one random training template per step for the class text, cross-entropy of the fine
 labels over every fine class. The audited weights are restored afterwards.
@@ -31,11 +31,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..backbones import Backbone
-from ..data import ConceptDataset
-from ..data.stream import ImageSource, iter_batches
-from ..prompts import train_templates
-from ..request import UnlearningRequest, forget_set_indices
+from ktmu.backbones import Backbone
+from ktmu.data import ConceptDataset
+from ktmu.data.stream import ImageSource, iter_batches
+from ktmu.prompts import train_templates
+from ktmu.engine.request import UnlearningRequest, forget_set_indices
 
 Part = Literal["forget", "retain"]
 

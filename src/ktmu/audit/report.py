@@ -2,14 +2,14 @@
 
 Over several seeds (``--seeds N``) a model's record carries ``mean`` and ``interval`` of its
 headline numbers (:mod:`ktmu.audit.seeds`); the table then prints them as ``mean ± half-width``
-(:func:`ktmu.audit.intervals.format_interval`), and the mass f/s/o and the worst-case probe's
+(:func:`ktmu.evaluation.intervals.format_interval`), and the mass f/s/o and the worst-case probe's
 name are the first seed's.
 """
 from __future__ import annotations
 
 from typing import Mapping
 
-from .intervals import Interval, format_interval
+from ktmu.evaluation.intervals import Interval, format_interval
 
 COLUMNS = ("D_f fine", "held-out alias", "held-out tmpl", "probe recall", "relearn", "recovery", "mass f/s/o", "Quality", "WC-Quality")
 # headline key -> its path in a model's audit record: what the tables print, and what gets an interval over seeds

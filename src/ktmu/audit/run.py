@@ -49,25 +49,25 @@ from typing import TYPE_CHECKING, Callable, Mapping
 import numpy as np
 import torch
 
-from ..backbones import Backbone
-from ..backbones.encode import class_text_features, embed_source
-from ..data import ConceptDataset
-from ..data.stream import image_source
-from ..metrics import relative_drop, summarize, summarize_chance_aware
-from ..prompts import AUDIT_TEMPLATES, eval_templates, train_templates
-from ..protocol import UnlearningEvaluator
-from ..request import MAX_PER_CONCEPT, UnlearningRequest, forget_set_indices
-from .linear_probe import ProbeResult, fit_linear_probe, probe_train_indices
-from .mass import forgotten_mass
-from .names import alias_hits, alias_record, is_skipped, percent, predict, skipped, template_hits, template_record
-from .recovery import curve_gap, relearning_recovery
-from .relearn import RelearnConfig, relearn_indices, relearning_curve
-from .seeds import ProbeHits, WorstHits, aggregate_audits, audit_replicates
-from .similarity import sibling_damage
-from .worst_case import worst_case_quality
+from ktmu.backbones import Backbone
+from ktmu.backbones.encode import class_text_features, embed_source
+from ktmu.data import ConceptDataset
+from ktmu.data.stream import image_source
+from ktmu.evaluation.metrics import relative_drop, summarize, summarize_chance_aware
+from ktmu.prompts import AUDIT_TEMPLATES, eval_templates, train_templates
+from ktmu.evaluation.protocol import UnlearningEvaluator
+from ktmu.engine.request import MAX_PER_CONCEPT, UnlearningRequest, forget_set_indices
+from ktmu.audit.linear_probe import ProbeResult, fit_linear_probe, probe_train_indices
+from ktmu.audit.mass import forgotten_mass
+from ktmu.audit.names import alias_hits, alias_record, is_skipped, percent, predict, skipped, template_hits, template_record
+from ktmu.audit.recovery import curve_gap, relearning_recovery
+from ktmu.audit.relearn import RelearnConfig, relearn_indices, relearning_curve
+from ktmu.audit.seeds import ProbeHits, WorstHits, aggregate_audits, audit_replicates
+from ktmu.audit.similarity import sibling_damage
+from ktmu.audit.worst_case import worst_case_quality
 
 if TYPE_CHECKING:
-    from ..pipeline import Session
+    from ktmu.runs.session import Session
 
 ROLES = ("original", "unlearned", "oracle")  # record order: the reference first
 
@@ -320,7 +320,7 @@ class Auditor:
                            features=feats, hits=hits)
 
     def _check_known(self, scores: dict) -> None:
-        from ..pipeline import flags_for
+        from ktmu.runs.session import flags_for
 
         knows = flags_for(scores, scores, self.request.goal, weight_change=float("nan"))
         if not knows.original_knows_concept:
@@ -495,7 +495,7 @@ def _worst_case(m: Measurement, original: Measurement) -> dict:
 
 
 def _study_record(scores: dict, original: dict | None, goal: str) -> dict:
-    from ..results import recorded_scores
+    from ktmu.evaluation.records import recorded_scores
 
     out: dict = {"scores": recorded_scores(scores)}
     if original is not None and scores is not original:

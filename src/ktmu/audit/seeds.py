@@ -26,9 +26,9 @@ change), as the statistic is "the worst one", not "the one that was worst on the
 * ``gap_*``: this model minus the oracle (with an oracle) for D_f fine, held-out alias, held-out
   template, probe recall and the relearned accuracy.
 
-**Across seeds** (:func:`aggregate_audits`): as :mod:`ktmu.seeds`, every seed's replicates are
+**Across seeds** (:func:`aggregate_audits`): as :mod:`ktmu.evaluation.seeds`, every seed's replicates are
 centred on that seed's number in its audit record and pooled
-(:func:`ktmu.audit.intervals.pooled_seed_interval`); the value is the mean over seeds, the
+(:func:`ktmu.evaluation.intervals.pooled_seed_interval`); the value is the mean over seeds, the
 interval the 2.5th-97.5th percentile of the pooled replicates. A number that is missing or nan
 on some seed or replicate (e.g. recovery when the unlearning removed nothing) has no interval
 (null, as audit records write nan); a number no seed has (the original's recovery) is left out.
@@ -48,10 +48,10 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from ._arrays import as_numpy
-from .intervals import RESAMPLES, pooled_seed_interval
-from .recovery import MIN_GAP
-from .report import HEADLINE, get_path
+from ktmu.evaluation.arrays import as_numpy
+from ktmu.evaluation.intervals import RESAMPLES, pooled_seed_interval
+from ktmu.audit.recovery import MIN_GAP
+from ktmu.audit.report import HEADLINE, get_path
 
 # worst-case Quality's probe names (ktmu.audit.run) -> the ProbeHits field holding their hits
 WC_PROBES = {"name": "name", "held_out_alias": "held_out_alias", "held_out_template": "held_out_template", "linear_probe": "linear_probe"}
@@ -130,7 +130,7 @@ def resample_counts(strata: Sequence[np.ndarray], n: int, resamples: int = RESAM
 
 
 def relative_drop(original: np.ndarray, unlearned: np.ndarray) -> np.ndarray:
-    """:func:`ktmu.metrics.relative_drop` per replicate: 100 * (original - unlearned) / original, clipped to [0, 100]; 100 where original is 0."""
+    """:func:`ktmu.evaluation.metrics.relative_drop` per replicate: 100 * (original - unlearned) / original, clipped to [0, 100]; 100 where original is 0."""
     o, u = np.asarray(original, dtype=np.float64), np.asarray(unlearned, dtype=np.float64)
     safe = np.where(o > 0, o, 1.0)
     return np.where(o > 0, np.clip(100.0 * (o - u) / safe, 0.0, 100.0), 100.0)

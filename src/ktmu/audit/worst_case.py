@@ -1,7 +1,7 @@
 """Worst-case Quality: the study's Quality measured under the probe that finds the most of the concept left.
 
 The study scores forgetting as Quality = relative drop of D_f fine accuracy with the canonical
-name and the training templates (:func:`ktmu.metrics.relative_drop`). The audit measures the same
+name and the training templates (:func:`ktmu.evaluation.metrics.relative_drop`). The audit measures the same
 D_f images through several probes — e.g. the canonical name, a held-out alias, held-out
 templates, a linear probe on the image features — each with an accuracy before and after.
 
@@ -17,7 +17,7 @@ import math
 from dataclasses import dataclass
 from typing import Mapping
 
-from ..metrics import relative_drop
+from ktmu.evaluation.metrics import relative_drop
 
 
 @dataclass(frozen=True)

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import torch
 
-from ..registry import Registry
-from ..runtime import check_precision, resolve_device
-from .base import Backbone, BackboneError, Tokens
+from ktmu.registry import Registry
+from ktmu.runtime.device import check_precision, resolve_device
+from ktmu.backbones.base import Backbone, BackboneError, Tokens
 
 # Each kind is a Backbone subclass whose ``from_spec`` parses what follows ``kind:`` in a spec.
 BACKBONES: Registry[type[Backbone]] = Registry("backbone")
@@ -28,7 +28,7 @@ def load_backbone(spec: str = "mini-clip", device: str | torch.device = "cpu", p
       last ':' only when what follows ends in ``.safetensors``, so DIR itself may contain ':'.
 
     ``device`` is ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps`` (see
-    :func:`ktmu.runtime.resolve_device`); ``precision`` is one of :data:`ktmu.runtime.PRECISIONS`
+    :func:`ktmu.runtime.device.resolve_device`); ``precision`` is one of :data:`ktmu.runtime.device.PRECISIONS`
     and only sets the arithmetic (weights stay float32). An unknown kind raises the registry's
     did-you-mean error.
     """

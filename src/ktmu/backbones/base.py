@@ -11,9 +11,9 @@ from PIL import Image
 from safetensors.torch import load_file
 from torch import nn
 
-from ..outputs import atomic_path
-from ..registry import suggest
-from ..runtime import autocast, check_precision, needs_grad_scaler
+from ktmu.outputs import atomic_path
+from ktmu.registry import suggest
+from ktmu.runtime.device import autocast, check_precision, needs_grad_scaler
 
 # What ``Backbone.tokenize`` returns and only ``Backbone.encode_text`` reads: a tensor of token ids
 # (open_clip) or a dict of tensors (Hugging Face: input ids and attention mask).
@@ -43,7 +43,7 @@ class Backbone:
 
     ``frozen_prefixes`` name parameters that are never trained, whatever the choice (and therefore
     never saved by :meth:`save_weights`, because they come from elsewhere, e.g. a text encoder's own
-    package). ``precision`` (see :mod:`ktmu.runtime`) chooses the arithmetic of the encoders; the
+    package). ``precision`` (see :mod:`ktmu.runtime.device`) chooses the arithmetic of the encoders; the
     weights stay float32 and the encoders always return float32.
     """
 

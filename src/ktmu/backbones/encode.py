@@ -7,10 +7,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..data.stream import ImageSource, chunked, iter_batches
-from ..dist import Dist, get_dist
-from ..prompts import TEMPLATES
-from .base import Backbone
+from ktmu.data.stream import ImageSource, chunked, iter_batches
+from ktmu.runtime.dist import Dist, get_dist
+from ktmu.prompts import TEMPLATES
+from ktmu.backbones.base import Backbone
 
 TEXT_BATCH = 1024  # prompts per text forward: 10 templates x 113 dog classes fit in two
 

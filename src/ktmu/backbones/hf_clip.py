@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 from torchvision import transforms
 
-from .base import Backbone, BackboneError, Tokens
+from ktmu.backbones.base import Backbone, BackboneError, Tokens
 
 HF_TOWERS: dict[str, tuple[str, ...]] = {
     "image": ("vision_model.", "visual_projection"),

@@ -17,9 +17,9 @@ import torch
 from PIL import Image
 from torchvision import transforms
 
-from .base import Backbone, BackboneError, Tokens
-from .mini_cnn import TIMM_NAME, register_with_timm
-from .open_clip_backbone import CUSTOM_TEXT_TOWERS
+from ktmu.backbones.base import Backbone, BackboneError, Tokens
+from ktmu.backbones.mini_cnn import TIMM_NAME, register_with_timm
+from ktmu.backbones.open_clip_backbone import CUSTOM_TEXT_TOWERS
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 DEFAULT_WEIGHTS = WEIGHTS_DIR / "mini_clip.safetensors"

@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-from .base import Backbone, BackboneError
+from ktmu.backbones.base import Backbone, BackboneError
 
 # Parameter-name prefixes of open_clip's two model classes. ``logit_bias`` (SigLIP) is calibration,
 # like the temperature, so it trains with it.
@@ -116,7 +116,7 @@ def build_open_clip(
     import open_clip
 
     if arch not in open_clip.list_models():
-        from ..registry import suggest
+        from ktmu.registry import suggest
 
         raise BackboneError(f"unknown open_clip architecture {arch!r}.{suggest(arch, open_clip.list_models())}")
     ktmu_ckpt = pretrained is not None and Path(pretrained).suffix == ".safetensors" and Path(pretrained).is_file()

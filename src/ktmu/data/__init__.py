@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from ..registry import Registry
-from .base import ArrayDataset, ConceptDataset, DatasetError, FileDataset
+from ktmu.registry import Registry
+from ktmu.data.base import ArrayDataset, ConceptDataset, DatasetError, FileDataset
 
 DATASETS: Registry[Callable[..., ConceptDataset]] = Registry("dataset")
 DATASETS.register("fashion", "ktmu.data.fashion:load_fashion")

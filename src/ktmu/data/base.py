@@ -7,7 +7,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..concepts import Hierarchy
+from ktmu.concepts import Hierarchy
 
 SPLITS = ("train", "test")
 

@@ -5,8 +5,8 @@ from functools import lru_cache
 
 import numpy as np
 
-from ..concepts import builtin_world
-from .base import ArrayDataset, DatasetError, check_split
+from ktmu.concepts import builtin_world
+from ktmu.data.base import ArrayDataset, DatasetError, check_split
 
 TEST_PER_CLASS = 100  # 1,000 test images, 100 per digit: stable per-class accuracies
 SPLIT_SEED = 0  # the split is fixed forever so results stay comparable

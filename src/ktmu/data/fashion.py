@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..concepts import builtin_world
-from .base import ArrayDataset, DatasetError, check_split
+from ktmu.concepts import builtin_world
+from ktmu.data.base import ArrayDataset, DatasetError, check_split
 
 DEFAULT_ROOT = Path("/usr/share/datasets/fashion-mnist")
 INSTALL_HINT = "sudo apt-get update && sudo apt-get install -y dataset-fashion-mnist"

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..concepts import Hierarchy, HierarchyError
-from .base import DatasetError, FileDataset, check_split
-from .infer import hierarchy_from_pairs
+from ktmu.concepts import Hierarchy, HierarchyError
+from ktmu.data.base import DatasetError, FileDataset, check_split
+from ktmu.data.infer import hierarchy_from_pairs
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from ..concepts import Hierarchy
-from .base import DatasetError
+from ktmu.concepts import Hierarchy
+from ktmu.data.base import DatasetError
 
 
 def hierarchy_from_pairs(pairs: Iterable[tuple[str, str]], name: str) -> Hierarchy:

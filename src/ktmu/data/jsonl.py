@@ -9,9 +9,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..concepts import Hierarchy, HierarchyError
-from .base import DatasetError, FileDataset, check_split
-from .infer import hierarchy_from_pairs
+from ktmu.concepts import Hierarchy, HierarchyError
+from ktmu.data.base import DatasetError, FileDataset, check_split
+from ktmu.data.infer import hierarchy_from_pairs
 
 
 def _read_records(path: Path) -> list[dict]:

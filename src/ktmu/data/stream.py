@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
-from .base import ArrayDataset, ConceptDataset
+from ktmu.data.base import ArrayDataset, ConceptDataset
 
 CACHE_MB = 256  # in-memory splits whose preprocessed pixels fit in this many MB are cached (the embedded worlds: 31 MB)
 

@@ -1,15 +1,15 @@
 """The reference study's own worlds as datasets: ``imgnetdogs`` and ``compcars-s``.
 
 Each reads the ``train.jsonl``/``test.jsonl`` written by ``ktmu prepare imgnetdogs|compcars-s`` into
-``--data-root`` (see ``ktmu.prepare``), labelled by the world file shipped in ``ktmu/worlds``.
+``--data-root`` (see ``ktmu.study.prepare``), labelled by the world file shipped in ``ktmu/worlds``.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
-from ..concepts import Hierarchy, builtin_world
-from .base import DatasetError, FileDataset, check_split
-from .jsonl import load_jsonl
+from ktmu.concepts import Hierarchy, builtin_world
+from ktmu.data.base import DatasetError, FileDataset, check_split
+from ktmu.data.jsonl import load_jsonl
 
 PREPARE_HINT = {
     "imgnetdogs": "ktmu prepare imgnetdogs --imagenet-root IMAGENET_DIR --out DIR",

@@ -4,9 +4,9 @@ from __future__ import annotations
 from dataclasses import fields
 from typing import Any
 
-from ..registry import Registry, suggest
-from ..settings import SettingsError, cast_value
-from .base import Batch, UnlearningMethod
+from ktmu.registry import Registry, suggest
+from ktmu.settings import SettingsError, cast_value
+from ktmu.methods.base import Batch, UnlearningMethod
 
 METHODS: Registry[type[UnlearningMethod]] = Registry("method")
 METHODS.register("ga", "ktmu.methods.ga:GradientAscent")

@@ -6,7 +6,7 @@ from typing import ClassVar, Iterator
 
 import torch
 
-from ..settings import in_range, validate as validate_settings
+from ktmu.settings import in_range, validate as validate_settings
 
 
 @dataclass

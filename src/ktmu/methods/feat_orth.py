@@ -42,9 +42,9 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..settings import in_range
-from .base import Batch, UnlearningMethod, forgotten_mask
-from .terms import cross_entropy, direction_drift_outside, hinge_below_best_other, masked_mean, orthonormal_basis, require_features
+from ktmu.settings import in_range
+from ktmu.methods.base import Batch, UnlearningMethod, forgotten_mask
+from ktmu.methods.terms import cross_entropy, direction_drift_outside, hinge_below_best_other, masked_mean, orthonormal_basis, require_features
 
 FEATURES = ("image_features", "ref_image_features", "fine_text", "coarse_text", "forgotten_name_text", "logit_scale")
 

@@ -5,8 +5,8 @@ from dataclasses import dataclass
 
 import torch
 
-from .base import Batch, UnlearningMethod
-from .terms import forgotten_cross_entropy
+from ktmu.methods.base import Batch, UnlearningMethod
+from ktmu.methods.terms import forgotten_cross_entropy
 
 
 @dataclass

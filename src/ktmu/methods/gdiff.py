@@ -5,9 +5,9 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..settings import in_range
-from .base import Batch, UnlearningMethod
-from .terms import forgotten_cross_entropy, keep_coarse_ce
+from ktmu.settings import in_range
+from ktmu.methods.base import Batch, UnlearningMethod
+from ktmu.methods.terms import forgotten_cross_entropy, keep_coarse_ce
 
 
 @dataclass

@@ -5,9 +5,9 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..settings import in_range
-from .base import Batch, UnlearningMethod
-from .terms import keep_coarse_ce, kl_from_uniform, over_forget_levels
+from ktmu.settings import in_range
+from ktmu.methods.base import Batch, UnlearningMethod
+from ktmu.methods.terms import keep_coarse_ce, kl_from_uniform, over_forget_levels
 
 
 @dataclass

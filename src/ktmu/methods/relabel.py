@@ -5,8 +5,8 @@ from dataclasses import dataclass
 
 import torch
 
-from .base import Batch, UnlearningMethod
-from .terms import cross_entropy, over_forget_levels, random_other_labels
+from ktmu.methods.base import Batch, UnlearningMethod
+from ktmu.methods.terms import cross_entropy, over_forget_levels, random_other_labels
 
 
 def relabel_loss(batch: Batch) -> torch.Tensor:

@@ -5,11 +5,11 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..settings import in_range
-from .base import Batch, UnlearningMethod
-from .relabel import relabel_loss
-from .masks import kth_largest_abs, saliency_mask  # noqa: F401 (re-exported: the mask belongs to SalUn's story)
-from .terms import forgotten_cross_entropy
+from ktmu.settings import in_range
+from ktmu.methods.base import Batch, UnlearningMethod
+from ktmu.methods.relabel import relabel_loss
+from ktmu.methods.masks import kth_largest_abs, saliency_mask  # noqa: F401 (re-exported: the mask belongs to SalUn's story)
+from ktmu.methods.terms import forgotten_cross_entropy
 
 
 @dataclass

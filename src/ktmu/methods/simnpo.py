@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..settings import in_range
-from .base import Batch, UnlearningMethod
-from .terms import over_forget_levels, simnpo
+from ktmu.settings import in_range
+from ktmu.methods.base import Batch, UnlearningMethod
+from ktmu.methods.terms import over_forget_levels, simnpo
 
 
 @dataclass

@@ -7,7 +7,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from .base import Batch, Level, forget_levels, forgotten_mask
+from ktmu.methods.base import Batch, Level, forget_levels, forgotten_mask
 
 # Masked logits are set to this instead of -inf: softmax gives exactly 0 there in float32 and
 # float16, while 0 * log(0) never turns into nan.

@@ -1,0 +1,6 @@
+"""``python -m ktmu``: the ``ktmu`` command line."""
+import sys
+
+from ktmu.cli import main
+
+sys.exit(main())

@@ -1,0 +1,4 @@
+"""The ``ktmu`` command line."""
+from ktmu.cli.app import main
+
+__all__ = ["main"]

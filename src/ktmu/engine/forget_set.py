@@ -1,0 +1,62 @@
+"""The proxy forget set of a request: train images of its forgotten fine concepts only, streamed."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+
+from ktmu.data import ConceptDataset
+from ktmu.data.stream import ImageSource, image_source
+from ktmu.methods import Batch
+from ktmu.engine.request import MAX_PER_CONCEPT, UnlearningRequest, forget_set_indices
+
+
+def class_mask(indices: Sequence[int], n: int) -> torch.Tensor:
+    """A (n,) boolean mask with ``indices`` set."""
+    mask = torch.zeros(n, dtype=torch.bool)
+    mask[list(indices)] = True
+    return mask
+
+
+@dataclass
+class ForgetSet:
+    """The forget images (a streamed source), their labels, and what the request forgets at each level."""
+
+    source: ImageSource
+    forget_coarse: torch.Tensor  # (N,) whether each image's coarse label is forgotten
+    fine_classes: torch.Tensor  # (F,) bool: every fine class the request forgets
+    coarse_classes: torch.Tensor  # (C,) bool: every coarse class the request forgets
+    names: tuple[str, ...] = ()  # every method-visible name (canonical + aliases) of the forgotten fine concepts
+
+    @classmethod
+    def from_request(cls, request: UnlearningRequest, train: ConceptDataset, preprocess, max_per_concept: int = MAX_PER_CONCEPT,
+                     seed: int = 0, progress: bool = False) -> "ForgetSet":
+        """The proxy forget set of a request: at most ``max_per_concept`` seeded-random train images per forgotten fine concept."""
+        idx = forget_set_indices(request, train, max_per_concept, seed)
+        source = image_source(train, preprocess, idx, progress=progress)
+        world = train.hierarchy
+        return cls(
+            source=source,
+            forget_coarse=torch.isin(source.coarse, torch.as_tensor(request.forget_coarse, dtype=torch.long)),
+            fine_classes=class_mask(request.forget_fine, len(world.fine)),
+            coarse_classes=class_mask(request.forget_coarse, len(world.coarse)),
+            names=tuple(n for i in request.forget_fine for n in world.fine[i].names),
+        )
+
+    @property
+    def fine(self) -> torch.Tensor:
+        return self.source.fine
+
+    @property
+    def coarse(self) -> torch.Tensor:
+        return self.source.coarse
+
+    def batch(self, positions: torch.Tensor, fine_logits: torch.Tensor, coarse_logits: torch.Tensor, **kw) -> Batch:
+        """The method's view of the images at ``positions`` given their logits."""
+        dev = fine_logits.device
+        return Batch(fine_logits, coarse_logits, self.fine[positions].to(dev), self.coarse[positions].to(dev), self.forget_coarse[positions].to(dev),
+                     fine_forgotten=self.fine_classes.to(dev), coarse_forgotten=self.coarse_classes.to(dev), **kw)
+
+    def __len__(self) -> int:
+        return len(self.source)

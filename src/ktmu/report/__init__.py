@@ -1,0 +1,1 @@
+"""What a person reads: result tables, zero-shot tables and world listings."""

@@ -1,0 +1,230 @@
+"""Request -> forget set -> unlearning -> evaluation: the pieces ``ktmu unlearn``/``bench``/``demo`` share.
+
+Everything that can be checked without the model is checked first (world, level, concepts, goal,
+that the test split covers the request, the zero-shot domains); only then is the model loaded.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from ktmu.backbones import Backbone, load_backbone
+from ktmu.concepts import Hierarchy
+from ktmu.data import ConceptDataset, load_dataset
+from ktmu.data.domains import DomainChoice, parse_zero_shot
+from ktmu.evaluation.zero_shot import WorldEval
+from ktmu.engine.forget_set import ForgetSet
+from ktmu.methods import UnlearningMethod, build_method
+from ktmu.evaluation.metrics import RunFlags, run_flags, summarize, summarize_chance_aware, weights_changed
+from ktmu.evaluation.protocol import UnlearningEvaluator, check_test_covers_request
+from ktmu.runs.provenance import git_commit, versions
+from ktmu.engine.request import MAX_PER_CONCEPT, RequestError, UnlearningRequest
+from ktmu.evaluation.records import RunRecord
+from ktmu.engine.trainer import Reference, TrainConfig, compute_reference, unlearn
+
+DEFAULT_LEVEL = "difficult"
+
+
+@dataclass
+class RuntimeOptions:
+    """Where and how the model runs: device, precision, which weights train, memory savers, data workers."""
+
+    device: str = "cpu"  # auto | cpu | cuda | cuda:N
+    precision: str = "fp32"  # fp32 | bf16 | amp-fp16 (weights stay fp32; autocast for compute)
+    train: str = "default"  # which weights train: default (the backbone's own choice), both, image, text, ... ('+'-joined)
+    grad_checkpointing: bool = False  # recompute activations in backward: ViT-L/14 at batch 32 in 24 GB
+    force: bool = False  # run (and flag) a request whose original model does not know the concept
+    workers: int = 0  # DataLoader worker processes for streamed images
+    eval_batch_size: int = 256  # images per forward pass during evaluation
+
+
+@dataclass
+class Session:
+    """A loaded model and world, ready to serve many unlearning runs from the same original."""
+
+    backbone: Backbone
+    world: Hierarchy
+    request: UnlearningRequest
+    forget: ForgetSet
+    evaluator: UnlearningEvaluator | None  # None for sessions that must not see test data (tuning)
+    original_state: dict[str, torch.Tensor]  # the trainable weights before unlearning: the one copy, on the device
+    original_scores: dict | None
+    max_per_concept: int
+    seed: int
+    runtime: RuntimeOptions = field(default_factory=RuntimeOptions)
+    notes: list[str] = field(default_factory=list)  # said once to the user (e.g. the zero-shot default)
+    _reference: Reference | None = None
+    original_eval: WorldEval | None = None  # the original's per-image test predictions (for bootstrap intervals)
+
+    def reference_for(self, method: UnlearningMethod) -> Reference | None:
+        """The original's forget-set outputs when ``method`` reads them (logits or features), else None."""
+        return self.reference() if (method.needs_reference or method.needs_features) else None
+
+    def reference(self) -> Reference:
+        """The original model's forget-set outputs, computed on first use and reused by every method."""
+        if self._reference is None:
+            self.backbone.load_trainable(self.original_state)
+            self._reference = compute_reference(self.backbone, self.forget, self.world, workers=self.runtime.workers)
+        return self._reference
+
+
+def level_request(world: Hierarchy, level: str) -> list[str]:
+    """The concepts of a named request (e.g. a difficulty level) defined in the world file."""
+    if level not in world.levels:
+        from ktmu.registry import suggest
+
+        raise ValueError(f"world {world.name!r} has no level {level!r}.{suggest(level, list(world.levels))} Levels: {', '.join(world.levels) or 'none'}.")
+    return list(world.levels[level])
+
+
+@dataclass
+class Plan:
+    """Everything a session needs that can be checked before the model loads."""
+
+    train: ConceptDataset
+    test: ConceptDataset | None
+    request: UnlearningRequest
+    domains: list[DomainChoice]
+    notes: list[str]
+
+
+def plan_session(
+    forget: Sequence[str] | None = None,
+    goal: str = "fine",
+    world: str = "fashion",
+    model: str = "mini-clip",
+    level: str = DEFAULT_LEVEL,
+    evaluate: bool = True,
+    data_options: dict | None = None,
+    zero_shot: Sequence[str] | None = None,
+) -> Plan:
+    """Load the world's splits, resolve the request and the zero-shot domains; no model is touched."""
+    opts = data_options or {}
+    train = load_dataset(world, "train", **opts)
+    names = list(forget) if forget else level_request(train.hierarchy, level)
+    request = UnlearningRequest.parse(train.hierarchy, names, goal)
+    test, domains, notes = None, [], []
+    if evaluate:
+        test = load_dataset(world, "test", **opts)
+        check_test_covers_request(request, test)
+        domains, note = parse_zero_shot(zero_shot, model, world)
+        notes += [note] if note else []
+    return Plan(train, test, request, domains, notes)
+
+
+def open_session(
+    forget: Sequence[str] | None = None,
+    goal: str = "fine",
+    world: str = "fashion",
+    model: str = "mini-clip",
+    level: str = DEFAULT_LEVEL,
+    max_per_concept: int = MAX_PER_CONCEPT,
+    seed: int = 0,
+    progress: bool = True,
+    evaluate: bool = True,
+    data_options: dict | None = None,
+    device: str = "cpu",
+    zero_shot: Sequence[str] | None = None,
+    runtime: RuntimeOptions | None = None,
+    plan: Plan | None = None,
+) -> Session:
+    """Check the request, then load the model and score the original (``forget=None`` -> the level's request).
+
+    ``evaluate=False`` loads no test data at all (for tuning on forget-set data only).
+    ``data_options`` go to the world's dataset loader (e.g. ``{"root": DIR, "hierarchy": FILE}``
+    for ``jsonl`` and ``imagefolder`` worlds). ``zero_shot``: ``--zero-shot`` entries (None = the
+    default for the backbone, see :func:`ktmu.data.domains.parse_zero_shot`).
+    """
+    rt = runtime or RuntimeOptions(device=device)
+    plan = plan or plan_session(forget, goal, world, model, level, evaluate, data_options, zero_shot)
+    backbone = load_backbone(model, device=rt.device, precision=rt.precision)
+    backbone.set_trainable(rt.train)
+    if rt.grad_checkpointing:
+        backbone.set_grad_checkpointing(True)
+    forget_set = ForgetSet.from_request(plan.request, plan.train, backbone.preprocess, max_per_concept, seed, progress=progress)
+    evaluator, original_scores = None, None
+    if evaluate and plan.test is not None:
+        others = [(c.domain.open(c.root), c.domain.templates) for c in plan.domains]
+        evaluator = UnlearningEvaluator(plan.request, plan.test, others, backbone.preprocess, progress=progress,
+                                        batch_size=rt.eval_batch_size, workers=rt.workers)
+        original_scores = evaluator.evaluate(backbone)
+        knows = flags_for(original_scores, original_scores, plan.request.goal, weight_change=float("nan"))
+        if not knows.original_knows_concept and not rt.force:
+            raise RequestError("; ".join(r for r in knows.reasons if not r.startswith("the unlearned")) + ". Unlearning a concept the model never knew measures nothing: "
+                               "pick a concept it knows, or add --force to run anyway (the results are then flagged).")
+    return Session(backbone, plan.train.hierarchy, plan.request, forget_set, evaluator, backbone.copy_trainable(), original_scores,
+                   max_per_concept, seed, rt, list(plan.notes), original_eval=evaluator.last if evaluator is not None else None)
+
+
+def reseed(session: Session, train: ConceptDataset, seed: int) -> Session:
+    """The same session (model, original, evaluator) with the forget set drawn with another seed.
+
+    Shares every loaded piece with ``session``; only the forget set, the seed and the cached
+    reference outputs (which depend on the forget set) are new.
+    """
+    if seed == session.seed:
+        return session
+    forget = ForgetSet.from_request(session.request, train, session.backbone.preprocess, session.max_per_concept, seed, progress=False)
+    return replace(session, forget=forget, seed=seed, _reference=None)
+
+
+def flags_for(original: dict, unlearned: dict, goal: str, weight_change: float) -> RunFlags:
+    """The sanity flags of a run (collapsed, unchanged weights, original does not know the concept)."""
+    return run_flags(original, unlearned, goal, n_fine=unlearned["n_fine"], n_coarse=unlearned["n_coarse"],
+                     n_forget_images=unlearned["d_f_test_images"], top_class_share=unlearned["retain_fine_top_share"],
+                     weight_change=weight_change, n_forget_coarse_images=unlearned.get("d_f_forgotten_coarse_images"),
+                     original_top_class_share=original["retain_fine_top_share"], n_kept=unlearned.get("d_r_fine_classes"))
+
+
+def run_method(session: Session, method: str, train_cfg: TrainConfig | None = None, progress: bool = True, **hyper) -> dict:
+    """Unlearn with ``method`` from the session's original weights; returns the results.json record."""
+    if session.evaluator is None or session.original_scores is None:
+        raise ValueError("this session was opened with evaluate=False; open one with evaluate=True to score methods.")
+    m = build_method(method, **hyper)
+    cfg = train_cfg or TrainConfig(seed=session.seed, workers=session.runtime.workers)
+    reference = session.reference_for(m)
+    session.backbone.load_trainable(session.original_state)
+    t0 = time.time()
+    log = unlearn(session.backbone, m, session.forget, session.world, cfg, progress=progress, original=session.original_state, reference=reference)
+    train_seconds = time.time() - t0
+    scores = session.evaluator.evaluate(session.backbone)
+    goal = session.request.goal
+    summary = {**summarize(session.original_scores, scores, goal),
+               **summarize_chance_aware(session.original_scores, scores, goal, scores["n_fine"], scores["n_coarse"])}
+    change = weights_changed(session.original_state, dict(session.backbone.named_trainable_parameters()))
+    flags = flags_for(session.original_scores, scores, goal, change)
+    record = RunRecord(
+        method=m.name,
+        request={**session.request.describe(), "forget_set_size": len(session.forget), "max_per_concept": session.max_per_concept},
+        original=session.original_scores,
+        unlearned=scores,
+        summary=summary,
+        per_class_fine={"original": session.original_scores["per_class_fine"], "unlearned": scores["per_class_fine"]},
+        config={
+            "model": session.backbone.name,
+            "method": m.hyperparameters(),
+            "train": {**asdict(cfg), "lr": log.lr, "epochs": len(log.epochs)},
+            "runtime": asdict(session.runtime),
+            "selected_epoch": log.selected_epoch,
+            "selection_rule": log.selection_rule,
+            "epochs": log.epochs,
+            "train_seconds": round(train_seconds, 2),
+            "seconds": log.seconds,
+        },
+        seed=session.seed,
+        git_commit=git_commit(),
+        versions=versions(),
+        flags=flags.record(),
+    )
+    return record.to_json()
+
+
+def save_unlearned(session: Session, out_dir: str | Path, record: dict) -> Path:
+    """Write the current (unlearned) weights as safetensors next to results.json."""
+    path = Path(out_dir) / "model.safetensors"
+    session.backbone.save_weights(path, metadata={"format": "ktmu-unlearned", "method": record["method"], "concepts": ",".join(session.request.concepts)})
+    return path
