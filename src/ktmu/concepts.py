@@ -9,11 +9,12 @@ from typing import Any, Literal
 import yaml
 
 from ktmu.registry import suggest
+from ktmu.errors import KtmuError
 
 Level = Literal["coarse", "fine"]
 
 
-class HierarchyError(ValueError):
+class HierarchyError(KtmuError, ValueError):
     """A concept hierarchy file or lookup that does not make sense; the message names the problem."""
 
 

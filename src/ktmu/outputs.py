@@ -8,6 +8,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
+from ktmu.errors import KtmuError
+
 FILE_MODE = 0o644  # ordinary rw-r--r--, not mkstemp's 0600
 
 
@@ -46,7 +48,7 @@ KTMU_DIRS = frozenset({"methods"})  # per-method records: KTMU_FILES or <method>
 PROBE_PREFIX = ".ktmu-write-probe-"
 
 
-class OutputError(ValueError):
+class OutputError(KtmuError, ValueError):
     """An --out folder that cannot be used as asked; the message says what to do."""
 
 

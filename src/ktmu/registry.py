@@ -5,10 +5,12 @@ import difflib
 import importlib
 from typing import Callable, Generic, Iterator, TypeVar
 
+from ktmu.errors import KtmuError
+
 T = TypeVar("T")
 
 
-class RegistryError(KeyError):
+class RegistryError(KtmuError, KeyError):
     """An unknown or duplicate name in a registry; the message says what to do."""
 
     def __str__(self) -> str:  # KeyError quotes its message; users should read plain text

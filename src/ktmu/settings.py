@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 from ktmu.registry import suggest
+from ktmu.errors import KtmuError
 
 RANGE_KEY = "ktmu_range"  # the field-metadata key holding a field's :class:`Range`
 NONE_WORDS = ("none", "null")  # what --set accepts for "no value" on an optional field
@@ -27,7 +28,7 @@ TRUE_WORDS = ("true", "1")
 FALSE_WORDS = ("false", "0")
 
 
-class SettingsError(ValueError):
+class SettingsError(KtmuError, ValueError):
     """A setting with an unknown name, a value of the wrong type or out of range; the message says what to write."""
 
 

@@ -65,6 +65,7 @@ from ktmu.audit.relearn import RelearnConfig, relearn_indices, relearning_curve
 from ktmu.audit.seeds import ProbeHits, WorstHits, aggregate_audits, audit_replicates
 from ktmu.audit.similarity import sibling_damage
 from ktmu.audit.worst_case import worst_case_quality
+from ktmu.errors import KtmuError
 
 if TYPE_CHECKING:
     from ktmu.runs.session import Session
@@ -72,7 +73,7 @@ if TYPE_CHECKING:
 ROLES = ("original", "unlearned", "oracle")  # record order: the reference first
 
 
-class AuditError(ValueError):
+class AuditError(KtmuError, ValueError):
     """An audit that cannot be run as asked; the message says what to change."""
 
 

@@ -14,6 +14,7 @@ from torch import nn
 from ktmu.outputs import atomic_path
 from ktmu.registry import suggest
 from ktmu.runtime.device import autocast, check_precision, needs_grad_scaler
+from ktmu.errors import KtmuError
 
 # What ``Backbone.tokenize`` returns and only ``Backbone.encode_text`` reads: a tensor of token ids
 # (open_clip) or a dict of tensors (Hugging Face: input ids and attention mask).
@@ -23,7 +24,7 @@ TOWERS = ("image", "text", "temperature")
 TRAINABLE_CHOICES = ("default", "both", *TOWERS)
 
 
-class BackboneError(ValueError):
+class BackboneError(KtmuError, ValueError):
     """A backbone that cannot be built or loaded; the message says what to do."""
 
 

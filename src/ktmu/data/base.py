@@ -8,11 +8,12 @@ import torch
 from PIL import Image
 
 from ktmu.concepts import Hierarchy
+from ktmu.errors import KtmuError
 
 SPLITS = ("train", "test")
 
 
-class DatasetError(ValueError):
+class DatasetError(KtmuError, ValueError):
     """A dataset that cannot be read; the message names the file or setting at fault."""
 
 

@@ -8,13 +8,14 @@ import numpy as np
 
 from ktmu.concepts import Concept, Hierarchy, HierarchyError
 from ktmu.data import ConceptDataset
+from ktmu.errors import KtmuError
 
 Goal = Literal["fine", "coarse", "hybrid"]
 GOALS: tuple[str, ...] = ("fine", "coarse", "hybrid")
 MAX_PER_CONCEPT = 150  # the study's proxy forget set: at most 150 train images per forgotten fine concept
 
 
-class RequestError(ValueError):
+class RequestError(KtmuError, ValueError):
     """A request that cannot be carried out; the message says why and what to ask instead."""
 
 

@@ -45,6 +45,7 @@ from ktmu.methods.masks import saliency_mask
 from ktmu.prompts import eval_templates, train_templates
 from ktmu.engine.schedule import warmup_cosine_scheduler
 from ktmu.engine.config import TrainConfig
+from ktmu.errors import KtmuError
 
 __all__ = ["STUDY_KEEPS_HIGHEST", "ForgetSet", "Reference", "TrainConfig", "TrainLog", "TrainingError", "class_mask", "compute_reference",
            "cosine_per_epoch", "forget_scores", "selection_rule", "unlearn"]
@@ -54,7 +55,7 @@ __all__ = ["STUDY_KEEPS_HIGHEST", "ForgetSet", "Reference", "TrainConfig", "Trai
 STUDY_KEEPS_HIGHEST = frozenset({"task-vector", "relabel", "salun"})
 
 
-class TrainingError(ValueError):
+class TrainingError(KtmuError, ValueError):
     """Training that cannot go on (e.g. a non-finite loss); the message says what to change."""
 
 

@@ -11,12 +11,14 @@ from typing import ContextManager
 
 import torch
 
+from ktmu.errors import KtmuError
+
 PRECISIONS = ("fp32", "bf16", "amp-fp16")
 DEVICE_FORMS = ("auto", "cpu", "cuda", "cuda:N", "mps")
 _AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "amp-fp16": torch.float16}
 
 
-class RuntimeSettingsError(ValueError):
+class RuntimeSettingsError(KtmuError, ValueError):
     """A device or precision this machine cannot run; the message says what to use instead."""
 
 

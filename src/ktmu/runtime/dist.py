@@ -13,8 +13,10 @@ from typing import Iterable
 import numpy as np
 import torch
 
+from ktmu.errors import KtmuError
 
-class DistError(ValueError):
+
+class DistError(KtmuError, ValueError):
     """A multi-process setting that cannot work; the message says what to change."""
 
 
