@@ -25,7 +25,9 @@ from ktmu.evaluation.protocol import UnlearningEvaluator, check_test_covers_requ
 from ktmu.runs.provenance import git_commit, versions
 from ktmu.engine.request import MAX_PER_CONCEPT, RequestError, UnlearningRequest
 from ktmu.evaluation.records import RunRecord
-from ktmu.engine.trainer import Reference, TrainConfig, compute_reference, unlearn
+from ktmu.engine.config import TrainConfig
+from ktmu.engine.reference import Reference, compute_reference, reads_reference
+from ktmu.engine.trainer import unlearn
 
 DEFAULT_LEVEL = "difficult"
 
@@ -63,7 +65,7 @@ class Session:
 
     def reference_for(self, method: UnlearningMethod) -> Reference | None:
         """The original's forget-set outputs when ``method`` reads them (logits or features), else None."""
-        return self.reference() if (method.needs_reference or method.needs_features) else None
+        return self.reference() if reads_reference(method) else None
 
     def reference(self) -> Reference:
         """The original model's forget-set outputs, computed on first use and reused by every method."""
