@@ -75,6 +75,7 @@ class Timer:
 
     @contextmanager
     def part(self, name: str) -> Iterator[None]:
+        """Count the time spent in the ``with`` block towards part ``name``."""
         t0 = time.perf_counter()
         try:
             yield
@@ -111,6 +112,7 @@ class StepInputs:
     @classmethod
     def build(cls, backbone: Backbone, method: UnlearningMethod, forget: ForgetSet, world: Hierarchy, reference: Reference | None,
               generator: torch.Generator) -> "StepInputs":
+        """The inputs of a run of ``method``: the training templates' text features, computed once where the text is frozen."""
         templates = train_templates(world)
         names = TemplateTextFeatures(backbone, list(forget.names), templates) if method.needs_features and forget.names else None
         return cls(backbone, method, forget, TemplateTextFeatures(backbone, world.fine_names, templates),
