@@ -227,7 +227,9 @@ def test_task_vector_coarse_weight_default_learns_the_forgotten_labels_only():
 
 
 def test_study_selection_keeps_the_lowest_step_accuracy_strictly_without_an_extra_pass(tiny_backbone, toy_world, toy_train, monkeypatch):
-    monkeypatch.setattr(train_mod, "forget_scores", lambda *a, **k: pytest.fail("the study's rule needs no extra pass"))
+    import ktmu.engine.selection as selection_mod
+
+    monkeypatch.setattr(selection_mod, "forget_scores", lambda *a, **k: pytest.fail("the study's rule needs no extra pass"))
     forget = _forget_set(tiny_backbone, toy_world, toy_train)
     log = unlearn(tiny_backbone, build_method("ga"), forget, toy_world,
                   TrainConfig(lr=3e-2, epochs=4, batch_size=4, selection="study"), progress=False)

@@ -4,10 +4,12 @@ import math
 import pytest
 import torch
 
+from ktmu.evaluation.flags import (
+    RunFlags, binomial_tail, collapse_check, collapse_share_threshold, knows_concept, run_flags, weights_changed,
+)
 from ktmu.evaluation.metrics import (
-    RunFlags, binomial_tail, chance_aware_parts, chance_rescaled, collapse_check, collapse_share_threshold,
-    combined_chance_aware, harmonic_mean, knows_concept, quality_chance_aware, relative_drop, retention,
-    retention_chance_aware, run_flags, summarize, summarize_chance_aware, weights_changed, worst_kept_class,
+    chance_aware_parts, chance_rescaled, combined_chance_aware, harmonic_mean, quality_chance_aware, relative_drop, retention,
+    retention_chance_aware, summarize, summarize_chance_aware, worst_kept_class,
 )
 
 ORIG = {"forget_coarse": 90.0, "forget_fine": 80.0, "retain_coarse": 95.0, "retain_fine": 90.0}

@@ -16,10 +16,14 @@ curve said nothing about what was left of the concept. With the kept concepts in
 model must tell the concept apart from its siblings again, which is what was forgotten; and the
 difference between the two attacks is exactly what the concept's own few images bring.
 
-Fine-tuning as the unlearning trainer does it (:mod:`ktmu.engine.trainer`): AdamW without weight decay,
-the model in eval mode (batch-norm statistics are not rewritten), the backbone's default trainable
-weights, one random training template per step for the class text, cross-entropy of the fine
-labels over every fine class. The audited weights are restored afterwards.
+Fine-tuning as the unlearning trainer does it, through the same parts: its optimiser, grad scaler
+and all-reduce (:class:`ktmu.engine.core.TrainerCore`, AdamW without weight decay) and its
+per-template class text (:class:`ktmu.backbones.encode.TemplateTextFeatures`); the model in eval
+mode (batch-norm statistics are not rewritten), the backbone's default trainable weights, one
+random training template per step for the class text, cross-entropy of the fine labels over every
+fine class. What is the attack's own is here: its images, its loss and its curve. Every process
+runs the whole batch (the attack's batches are small), so each weighs its gradient by 1 / processes
+and the all-reduce keeps the processes' weights identical. The audited weights are restored afterwards.
 """
 from __future__ import annotations
 
@@ -32,8 +36,10 @@ import torch
 import torch.nn.functional as F
 
 from ktmu.backbones import Backbone
+from ktmu.backbones.encode import TemplateTextFeatures
 from ktmu.data import ConceptDataset
 from ktmu.data.stream import ImageSource, iter_batches
+from ktmu.engine.core import TrainerCore
 from ktmu.prompts import train_templates
 from ktmu.engine.request import UnlearningRequest, forget_set_indices
 
@@ -131,17 +137,10 @@ def relearning_curve(backbone: Backbone, source: ImageSource, fine_names: list[s
 
 def _fine_tune(backbone: Backbone, source: ImageSource, fine_names: list[str], evaluate: Callable[[], float], cfg: RelearnConfig,
                workers: int) -> list[float]:
-    model = backbone.model
-    model.eval()
+    backbone.model.eval()
     device = backbone.device
-    params = [p for _, p in backbone.named_trainable_parameters()]
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
-    scaler = torch.amp.GradScaler(device.type) if backbone.needs_grad_scaler else None
-    tokens = [backbone.tokenize([t.format(n) for n in fine_names]) for t in train_templates(source.dataset.hierarchy)]
-    fixed = None
-    if not backbone.text_trainable:  # frozen text: each template's class features once
-        with torch.no_grad():
-            fixed = [backbone.encode_text(tok) for tok in tokens]
+    core = TrainerCore(backbone, dict(backbone.named_trainable_parameters()), cfg.lr, weight_decay=0.0)
+    text = TemplateTextFeatures(backbone, fine_names, train_templates(source.dataset.hierarchy))
     rng = random.Random(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
     labels = source.fine
@@ -156,19 +155,12 @@ def _fine_tune(backbone: Backbone, source: ImageSource, fine_names: list[str], e
             order += torch.randperm(len(source), generator=gen).tolist()
         batch, order = order[: cfg.batch_size], order[cfg.batch_size :]
         images, pos = next(iter_batches(source, [batch], device, workers))
-        t = rng.randrange(len(tokens))
-        text = fixed[t] if fixed is not None else backbone.encode_text(tokens[t])
-        logits = backbone.logit_scale() * backbone.encode_image(images) @ text.T
+        class_text = text(rng.randrange(len(text)))
+        logits = backbone.logit_scale() * backbone.encode_image(images) @ class_text.T
         loss = F.cross_entropy(logits.float(), labels[pos].to(device))
         if not torch.isfinite(loss):
             raise ValueError(f"the relearning loss became {float(loss)} at step {step + 1}; lower the relearning learning rate (now {cfg.lr:g}).")
-        opt.zero_grad(set_to_none=True)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            scaler.step(opt)
-            scaler.update()
-        else:
-            loss.backward()
-            opt.step()
-    opt.zero_grad(set_to_none=True)
+        core.backward(loss, share=1 / core.dist.world)  # every process holds the whole batch
+        core.step()
+    core.release()
     return curve

@@ -53,6 +53,7 @@ from ktmu.backbones import Backbone
 from ktmu.backbones.encode import class_text_features, embed_source
 from ktmu.data import ConceptDataset
 from ktmu.data.stream import image_source
+from ktmu.evaluation.flags import unknown_concept_reasons
 from ktmu.evaluation.metrics import relative_drop, summarize, summarize_chance_aware
 from ktmu.prompts import AUDIT_TEMPLATES, eval_templates, train_templates
 from ktmu.evaluation.protocol import UnlearningEvaluator
@@ -321,12 +322,9 @@ class Auditor:
                            features=feats, hits=hits)
 
     def _check_known(self, scores: dict) -> None:
-        from ktmu.runs.session import flags_for
-
-        knows = flags_for(scores, scores, self.request.goal, weight_change=float("nan"))
-        if not knows.original_knows_concept:
-            reasons = "; ".join(r for r in knows.reasons if not r.startswith("the unlearned"))
-            raise AuditError(f"{reasons}. Auditing the forgetting of a concept the original never knew measures nothing: "
+        unknown = unknown_concept_reasons(scores, self.request.goal)
+        if unknown:
+            raise AuditError(f"{'; '.join(unknown)}. Auditing the forgetting of a concept the original never knew measures nothing: "
                              "pick a concept it knows, or add --force to run anyway.")
 
     def original(self, backbone: Backbone, state: Mapping[str, torch.Tensor], spec: str | None = None) -> Measurement:

@@ -1,4 +1,4 @@
-"""Encoding helpers over any :class:`Backbone`: class-name text features and streamed image features."""
+"""Encoding helpers over any :class:`Backbone`: class-name text features (a template ensemble, or one template at a time for training) and streamed image features."""
 from __future__ import annotations
 
 from typing import Sequence
@@ -22,6 +22,38 @@ def class_text_features(backbone: Backbone, names: Sequence[str], templates: Seq
     feats = torch.cat([backbone.encode_texts(prompts[i : i + TEXT_BATCH]) for i in range(0, len(prompts), TEXT_BATCH)])
     feats = feats.reshape(len(names), len(templates), -1).mean(1)
     return torch.nn.functional.normalize(feats, dim=-1)
+
+
+class TemplateTextFeatures:
+    """Unit text features of class names under each prompt template, one template at a time: what a training step reads.
+
+    Every template's captions are tokenized once. When no text weight trains (``backbone.text_trainable``
+    is False when this is built), each template's features are computed once, here, and every call
+    returns them; otherwise every call encodes again, with gradients, through the current text weights.
+    The unlearning trainer, the original's reference outputs and the relearning attack all use this.
+    """
+
+    def __init__(self, backbone: Backbone, names: Sequence[str], templates: Sequence[str]) -> None:
+        self.backbone = backbone
+        self.tokens = [backbone.tokenize([t.format(n) for n in names]) for t in templates]
+        self.fixed: list[torch.Tensor] | None = None
+        if not backbone.text_trainable:  # frozen text: each template's features once, not every step
+            with torch.no_grad():
+                self.fixed = [backbone.encode_text(tok) for tok in self.tokens]
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    def __call__(self, template: int) -> torch.Tensor:
+        """(classes, D) features under template ``template`` (an index into the templates)."""
+        if self.fixed is not None:
+            return self.fixed[template]
+        return self.backbone.encode_text(self.tokens[template])
+
+    @torch.no_grad()
+    def stacked(self) -> torch.Tensor:
+        """(templates, classes, D) float32 features of every template, on the CPU, without gradients."""
+        return torch.stack([self(t).float().cpu() for t in range(len(self))])
 
 
 @torch.no_grad()

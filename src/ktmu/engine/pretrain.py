@@ -28,7 +28,9 @@ from ktmu.concepts import Hierarchy
 from ktmu.data import ConceptDataset
 from ktmu.data.stream import CachedImageSource
 from ktmu.prompts import TEMPLATES
+from ktmu.engine.core import TrainerCore
 from ktmu.engine.schedule import warmup_cosine_scheduler
+from ktmu.runtime.dist import Dist
 
 
 @dataclass
@@ -107,19 +109,8 @@ def _removed_fine(worlds: list[_World], names: Sequence[str]) -> set[int]:
     return out
 
 
-def pretrain(
-    backbone: Backbone,
-    datasets: Sequence[ConceptDataset],
-    cfg: PretrainConfig = PretrainConfig(),
-    progress: bool = True,
-    on_epoch: Callable[[int, dict], None] | None = None,
-) -> list[dict]:
-    """Train ``backbone`` in place; returns one log record (mean loss, train accuracy, seconds) per epoch."""
-    torch.manual_seed(cfg.seed)
-    rng = random.Random(cfg.seed)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    model = backbone.model
-
+def _load_worlds(backbone: Backbone, datasets: Sequence[ConceptDataset], cfg: PretrainConfig, progress: bool) -> list[_World]:
+    """Every world's preprocessed images (at most ``cfg.limit_per_world`` each), with labels offset into one global label space."""
     worlds: list[_World] = []
     fo = co = 0
     for ds in datasets:
@@ -133,14 +124,38 @@ def pretrain(
         )
         fo += len(ds.hierarchy.fine)
         co += len(ds.hierarchy.coarse)
+    return worlds
 
-    # Concepts left out (oracle): global fine index -> new index, or -1 (no fine caption, coarse loss only).
-    removed = _removed_fine(worlds, cfg.without)
-    keep = [i for i in range(fo) if i not in removed]
-    remap = torch.full((fo,), -1, dtype=torch.long)
+
+def _leave_out(worlds: list[_World], without: Sequence[str]) -> list[int]:
+    """Relabel the worlds' images without the fine concepts ``without`` names (an oracle); returns the global fine indices kept.
+
+    A left-out concept's images get fine label -1: no fine caption, coarse loss only.
+    """
+    n_fine = sum(len(w.hierarchy.fine) for w in worlds)
+    removed = _removed_fine(worlds, without)
+    keep = [i for i in range(n_fine) if i not in removed]
+    remap = torch.full((n_fine,), -1, dtype=torch.long)
     remap[keep] = torch.arange(len(keep))
     for w in worlds:
         w.fine = remap[w.fine]
+    return keep
+
+
+def pretrain(
+    backbone: Backbone,
+    datasets: Sequence[ConceptDataset],
+    cfg: PretrainConfig = PretrainConfig(),
+    progress: bool = True,
+    on_epoch: Callable[[int, dict], None] | None = None,
+) -> list[dict]:
+    """Train ``backbone`` in place; returns one log record (mean loss, train accuracy, seconds) per epoch."""
+    torch.manual_seed(cfg.seed)
+    rng = random.Random(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    model = backbone.model
+    worlds = _load_worlds(backbone, datasets, cfg, progress)
+    keep = _leave_out(worlds, cfg.without)
 
     # Every caption the sampler can draw, pooled once through the frozen MiniLM.
     all_fine = [c for w in worlds for c in w.hierarchy.fine]
@@ -162,9 +177,9 @@ def pretrain(
     total = steps_per_epoch * cfg.epochs
     warmup = max(1, min(cfg.warmup_steps, total // 5))
 
-    params = [p for _, p in backbone.named_trainable_parameters()]
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = warmup_cosine_scheduler(opt, warmup, total)
+    # One process: pretraining builds the embedded checkpoint, never under accelerate launch.
+    core = TrainerCore(backbone, dict(backbone.named_trainable_parameters()), cfg.lr, weight_decay=cfg.weight_decay, dist=Dist())
+    sched = warmup_cosine_scheduler(core.optimizer, warmup, total)
     logs = []
     model.train()
     bar = tqdm(total=total, desc="pretrain", disable=not progress)
@@ -183,9 +198,8 @@ def pretrain(
             nf = len(fine_caps)
             loss = F.cross_entropy(logits[:, :nf], fine[b], label_smoothing=cfg.label_smoothing, ignore_index=-1)
             loss = loss + cfg.coarse_weight * F.cross_entropy(logits[:, nf:], coarse[b], label_smoothing=cfg.label_smoothing)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            core.backward(loss)
+            core.step()
             sched.step()
             with torch.no_grad():
                 model.logit_scale.clamp_(0, math.log(100))  # CLIP's cap on the temperature
@@ -200,5 +214,6 @@ def pretrain(
         if on_epoch:
             on_epoch(epoch + 1, rec)
     bar.close()
+    core.release()
     model.eval()
     return logs

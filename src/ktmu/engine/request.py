@@ -8,10 +8,11 @@ import numpy as np
 
 from ktmu.concepts import Concept, Hierarchy, HierarchyError
 from ktmu.data import ConceptDataset
+from ktmu.engine.goals import GOALS, goal_spec
 from ktmu.errors import KtmuError
 
-Goal = Literal["fine", "coarse", "hybrid"]
-GOALS: tuple[str, ...] = ("fine", "coarse", "hybrid")
+Goal = Literal["fine", "coarse", "hybrid"]  # the names of ktmu.engine.goals.GOAL_TABLE
+LEVELS = ("fine", "coarse")  # the hierarchy's levels, in the order messages name them
 MAX_PER_CONCEPT = 150  # the study's proxy forget set: at most 150 train images per forgotten fine concept
 
 
@@ -43,15 +44,7 @@ class UnlearningRequest:
             concepts = [world.find(n) for n in names]
         except HierarchyError as e:
             raise RequestError(str(e)) from e
-        levels = {c.level for c in concepts}
-        if goal == "fine" and levels != {"fine"}:
-            coarse = [c.name for c in concepts if c.level == "coarse"]
-            raise RequestError(f"{', '.join(map(repr, coarse))} is a coarse concept; use --goal coarse or hybrid, or name fine concepts.")
-        if goal == "coarse" and levels != {"coarse"}:
-            fine = [c.name for c in concepts if c.level == "fine"]
-            raise RequestError(f"{', '.join(map(repr, fine))} is a fine concept; use --goal fine or hybrid, or name coarse concepts.")
-        if goal == "hybrid" and levels != {"fine", "coarse"}:
-            raise RequestError("a hybrid request names at least one fine and one coarse concept.")
+        _check_levels(goal, concepts)
         unique = tuple(dict.fromkeys(c.name for c in concepts))
         req = cls(world, unique, goal)  # type: ignore[arg-type]
         if len(req.forget_fine) == len(world.fine):
@@ -87,6 +80,20 @@ class UnlearningRequest:
             "forget_fine": [self.world.fine_names[i] for i in self.forget_fine],
             "forget_coarse": [self.world.coarse_names[i] for i in self.forget_coarse],
         }
+
+
+def _check_levels(goal: str, concepts: Sequence[Concept]) -> None:
+    """Refuse concepts of a level the goal does not name (the goal table's ``names``), saying what to ask instead."""
+    names = goal_spec(goal).names
+    if {c.level for c in concepts} == names:
+        return
+    if len(names) > 1:
+        raise RequestError(f"a {goal} request names at least one {' and one '.join(lv for lv in LEVELS if lv in names)} concept.")
+    (level,) = names
+    wrong = [c for c in concepts if c.level != level]
+    other = wrong[0].level
+    instead = " or ".join(g for g in GOALS if g != goal)
+    raise RequestError(f"{', '.join(repr(c.name) for c in wrong)} is a {other} concept; use --goal {instead}, or name {level} concepts.")
 
 
 def forget_set_indices(request: UnlearningRequest, train: ConceptDataset, max_per_concept: int = MAX_PER_CONCEPT, seed: int = 0) -> np.ndarray:

@@ -7,6 +7,7 @@ import numpy as np
 
 from ktmu.backbones import Backbone
 from ktmu.data import ConceptDataset
+from ktmu.engine.goals import D_F_FORGOTTEN_COARSE, D_F_KEPT_COARSE, D_R, goal_spec, select
 from ktmu.evaluation.zero_shot import WorldEval, ZeroShotEvaluator
 from ktmu.engine.request import RequestError, UnlearningRequest
 
@@ -27,7 +28,8 @@ class UnlearningEvaluator:
 
     * ``forget_fine`` / ``forget_coarse``: accuracy on D_f test (test images of the forgotten fine
       concepts); for a hybrid goal ``forget_coarse`` covers only the images under forgotten coarse
-      concepts and ``forget_kept_coarse`` the rest of D_f.
+      concepts and ``forget_kept_coarse`` the rest of D_f (the goal's accuracies and their images:
+      :data:`ktmu.engine.goals.GOAL_TABLE`).
     * ``retain_fine`` / ``retain_coarse``: accuracy on D_r test (all other test images of the world).
     * ``zero_shot``: mean fine accuracy over the other domains; ``zero_shot_domains`` each one.
     * ``retain_fine_top_share``: the largest fraction of D_r test predicted as one fine class (collapse check).
@@ -52,24 +54,22 @@ class UnlearningEvaluator:
         coarse_forgotten = np.isin(test.coarse_labels, request.forget_coarse)
         self.d_f_forgotten_coarse = self.d_f & coarse_forgotten
         self.d_f_kept_coarse = self.d_f & ~coarse_forgotten
+        self.strata = {D_R: ~self.d_f, D_F_FORGOTTEN_COARSE: self.d_f_forgotten_coarse, D_F_KEPT_COARSE: self.d_f_kept_coarse}
         self.last: WorldEval | None = None
         self.last_others: dict[str, WorldEval] = {}
 
     def evaluate(self, backbone: Backbone) -> dict:
         ev = self.world.evaluate(backbone)
         self.last = ev
-        d_f, d_r = ev.subset(self.d_f), ev.subset(~self.d_f)
+        d_r = ev.subset(~self.d_f)
         world = self.request.world
-        out = {
-            "forget_coarse": d_f.coarse_acc,
-            "forget_fine": d_f.fine_acc,
-            "retain_coarse": d_r.coarse_acc,
-            "retain_fine": d_r.fine_acc,
-        }
-        if self.request.goal == "hybrid":
-            out["forget_coarse"] = ev.subset(self.d_f_forgotten_coarse).coarse_acc
-            if self.d_f_kept_coarse.any():
-                out["forget_kept_coarse"] = ev.subset(self.d_f_kept_coarse).coarse_acc
+        out = {}
+        for acc in goal_spec(self.request.goal).accuracies:
+            images = select(self.strata, acc.images)
+            if acc.optional and not images.any():
+                continue
+            part = ev.subset(images)
+            out[acc.key] = part.fine_acc if acc.level == "fine" else part.coarse_acc
         self.last_others = {o.dataset.hierarchy.name: o.evaluate(backbone) for o in self.others}
         others = {name: ev.summary() for name, ev in self.last_others.items()}
         zero_shot = {name: r["fine_acc"] for name, r in others.items()}

@@ -42,9 +42,10 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from ktmu.engine.goals import D_F_FORGOTTEN_COARSE, D_F_KEPT_COARSE, D_R, goal_spec
 from ktmu.evaluation.intervals import RESAMPLES, pooled_seed_interval
 from ktmu.evaluation.zero_shot import WorldEval
-from ktmu.evaluation.metrics import summarize, summarize_chance_aware
+from ktmu.evaluation.metrics import run_summary
 
 ACCURACIES = ("forget_coarse", "forget_fine", "retain_coarse", "retain_fine", "forget_kept_coarse", "zero_shot")
 METRICS = ("quality", "utility", "qu", "quality_ca", "utility_ca", "qu_ca")
@@ -76,14 +77,14 @@ class Groups:
         return cls(~evaluator.d_f, evaluator.d_f_forgotten_coarse, evaluator.d_f_kept_coarse)
 
 
-def _resampled_sums(groups: Groups, hits: Sequence[Hits], resamples: int, seed: int) -> dict[str, list[tuple[np.ndarray, np.ndarray, int]]]:
-    """Per stratum and model: (fine hits, coarse hits) summed over each replicate's resample, and the stratum size."""
+def _resampled_sums(groups: Groups, hits: Sequence[Hits], resamples: int, seed: int) -> dict[str, list[dict[str, tuple[np.ndarray, int]]]]:
+    """Per stratum and model: level -> (hits summed over each replicate's resample, the stratum size)."""
     rng = np.random.default_rng(seed)
     out = {}
-    for name in ("d_r", "d_f_forgotten_coarse", "d_f_kept_coarse"):
+    for name in (D_R, D_F_FORGOTTEN_COARSE, D_F_KEPT_COARSE):  # the draw order: the replicates depend on it
         members = np.flatnonzero(getattr(groups, name))
         idx = members[rng.integers(0, len(members), size=(resamples, len(members)))] if len(members) else np.zeros((resamples, 0), dtype=np.int64)
-        out[name] = [(h.fine[idx].sum(axis=1), h.coarse[idx].sum(axis=1), len(members)) for h in hits]
+        out[name] = [{"fine": (h.fine[idx].sum(axis=1), len(members)), "coarse": (h.coarse[idx].sum(axis=1), len(members))} for h in hits]
     return out
 
 
@@ -96,18 +97,13 @@ def _accuracy(parts: Sequence[tuple[np.ndarray, int]]) -> np.ndarray:
 
 
 def _accuracies(sums: dict, model: int, goal: str) -> dict[str, np.ndarray]:
-    """The evaluator's accuracy keys per replicate, for model 0 (original) or 1 (unlearned); same rules as UnlearningEvaluator."""
-    fc, kc, r = (sums[g][model] for g in ("d_f_forgotten_coarse", "d_f_kept_coarse", "d_r"))
-    out = {
-        "forget_fine": _accuracy([(fc[0], fc[2]), (kc[0], kc[2])]),
-        "forget_coarse": _accuracy([(fc[1], fc[2]), (kc[1], kc[2])]),
-        "retain_coarse": _accuracy([(r[1], r[2])]),
-        "retain_fine": _accuracy([(r[0], r[2])]),
-    }
-    if goal == "hybrid":
-        out["forget_coarse"] = _accuracy([(fc[1], fc[2])])
-        if kc[2]:
-            out["forget_kept_coarse"] = _accuracy([(kc[1], kc[2])])
+    """The evaluator's accuracy keys per replicate, for model 0 (original) or 1 (unlearned): the goal table's accuracies and strata."""
+    out = {}
+    for acc in goal_spec(goal).accuracies:
+        parts = [sums[stratum][model][acc.level] for stratum in acc.images]
+        if acc.optional and not sum(size for _, size in parts):
+            continue
+        out[acc.key] = _accuracy(parts)
     return out
 
 
@@ -121,7 +117,7 @@ def paired_replicates(original: Hits, unlearned: Hits, groups: Groups, goal: str
     for b in range(resamples):
         o = {k: float(v[b]) for k, v in orig.items()}
         u = {k: float(v[b]) for k, v in new.items()}
-        scores = {**summarize(o, u, goal), **summarize_chance_aware(o, u, goal, n_fine, n_coarse)}
+        scores = run_summary(o, u, goal, n_fine, n_coarse)
         for m in METRICS:
             per[m][b] = scores[m]
     return {**reps, **per}

@@ -19,12 +19,15 @@ from ktmu.data.domains import DomainChoice, parse_zero_shot
 from ktmu.evaluation.zero_shot import WorldEval
 from ktmu.engine.forget_set import ForgetSet
 from ktmu.methods import UnlearningMethod, build_method
-from ktmu.evaluation.metrics import RunFlags, run_flags, summarize, summarize_chance_aware, weights_changed
+from ktmu.evaluation.flags import flags_for, unknown_concept_reasons, weights_changed
+from ktmu.evaluation.metrics import run_summary
 from ktmu.evaluation.protocol import UnlearningEvaluator, check_test_covers_request
 from ktmu.runs.provenance import git_commit, versions
 from ktmu.engine.request import MAX_PER_CONCEPT, RequestError, UnlearningRequest
 from ktmu.evaluation.records import RunRecord
-from ktmu.engine.trainer import Reference, TrainConfig, compute_reference, unlearn
+from ktmu.engine.config import TrainConfig
+from ktmu.engine.reference import Reference, compute_reference, reads_reference
+from ktmu.engine.trainer import unlearn
 
 DEFAULT_LEVEL = "difficult"
 
@@ -62,7 +65,7 @@ class Session:
 
     def reference_for(self, method: UnlearningMethod) -> Reference | None:
         """The original's forget-set outputs when ``method`` reads them (logits or features), else None."""
-        return self.reference() if (method.needs_reference or method.needs_features) else None
+        return self.reference() if reads_reference(method) else None
 
     def reference(self) -> Reference:
         """The original model's forget-set outputs, computed on first use and reused by every method."""
@@ -152,9 +155,9 @@ def open_session(
         evaluator = UnlearningEvaluator(plan.request, plan.test, others, backbone.preprocess, progress=progress,
                                         batch_size=rt.eval_batch_size, workers=rt.workers)
         original_scores = evaluator.evaluate(backbone)
-        knows = flags_for(original_scores, original_scores, plan.request.goal, weight_change=float("nan"))
-        if not knows.original_knows_concept and not rt.force:
-            raise RequestError("; ".join(r for r in knows.reasons if not r.startswith("the unlearned")) + ". Unlearning a concept the model never knew measures nothing: "
+        unknown = unknown_concept_reasons(original_scores, plan.request.goal)
+        if unknown and not rt.force:
+            raise RequestError("; ".join(unknown) + ". Unlearning a concept the model never knew measures nothing: "
                                "pick a concept it knows, or add --force to run anyway (the results are then flagged).")
     return Session(backbone, plan.train.hierarchy, plan.request, forget_set, evaluator, backbone.copy_trainable(), original_scores,
                    max_per_concept, seed, rt, list(plan.notes), original_eval=evaluator.last if evaluator is not None else None)
@@ -172,14 +175,6 @@ def reseed(session: Session, train: ConceptDataset, seed: int) -> Session:
     return replace(session, forget=forget, seed=seed, _reference=None)
 
 
-def flags_for(original: dict, unlearned: dict, goal: str, weight_change: float) -> RunFlags:
-    """The sanity flags of a run (collapsed, unchanged weights, original does not know the concept)."""
-    return run_flags(original, unlearned, goal, n_fine=unlearned["n_fine"], n_coarse=unlearned["n_coarse"],
-                     n_forget_images=unlearned["d_f_test_images"], top_class_share=unlearned["retain_fine_top_share"],
-                     weight_change=weight_change, n_forget_coarse_images=unlearned.get("d_f_forgotten_coarse_images"),
-                     original_top_class_share=original["retain_fine_top_share"], n_kept=unlearned.get("d_r_fine_classes"))
-
-
 def run_method(session: Session, method: str, train_cfg: TrainConfig | None = None, progress: bool = True, **hyper) -> dict:
     """Unlearn with ``method`` from the session's original weights; returns the results.json record."""
     if session.evaluator is None or session.original_scores is None:
@@ -193,8 +188,7 @@ def run_method(session: Session, method: str, train_cfg: TrainConfig | None = No
     train_seconds = time.time() - t0
     scores = session.evaluator.evaluate(session.backbone)
     goal = session.request.goal
-    summary = {**summarize(session.original_scores, scores, goal),
-               **summarize_chance_aware(session.original_scores, scores, goal, scores["n_fine"], scores["n_coarse"])}
+    summary = run_summary(session.original_scores, scores, goal, scores["n_fine"], scores["n_coarse"])
     change = weights_changed(session.original_state, dict(session.backbone.named_trainable_parameters()))
     flags = flags_for(session.original_scores, scores, goal, change)
     record = RunRecord(

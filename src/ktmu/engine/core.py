@@ -1,0 +1,61 @@
+"""How ktmu takes one gradient step on a backbone's trainable weights: the unlearning trainer and the relearning attack share it.
+
+AdamW over the given weights; a gradient scaler exactly when the backbone needs one
+(:attr:`ktmu.backbones.Backbone.needs_grad_scaler`: amp-fp16, whose narrow range underflows
+small gradients); gradients summed over the processes of ``accelerate launch`` in one all-reduce;
+optional 0/1 gradient masks (SalUn's saliency) applied after the sum, so every process masks the
+same total.
+"""
+from __future__ import annotations
+
+from typing import Mapping
+
+import torch
+
+from ktmu.backbones import Backbone
+from ktmu.runtime.dist import Dist, get_dist
+
+
+class TrainerCore:
+    """The optimiser, the grad scaler, the masked backward and the all-reduce for one run of steps.
+
+    Per step: :meth:`backward` (gradients of this process's share of the batch loss, summed over
+    processes, masked), then :meth:`step`. Checks that need the summed loss (e.g. that it is
+    finite) go between the two. :meth:`release` frees the gradients when the run ends.
+    """
+
+    def __init__(self, backbone: Backbone, params: Mapping[str, torch.nn.Parameter], lr: float, *, weight_decay: float = 0.0,
+                 eps: float = 1e-8, masks: Mapping[str, torch.Tensor] | None = None, dist: Dist | None = None) -> None:
+        self.params = dict(params)
+        self.optimizer = torch.optim.AdamW(self.params.values(), lr=lr, weight_decay=weight_decay, eps=eps)
+        self.scaler = torch.amp.GradScaler(backbone.device.type) if backbone.needs_grad_scaler else None
+        self.masks = masks
+        self.dist = dist or get_dist()
+
+    def backward(self, loss: torch.Tensor, share: float = 1.0) -> None:
+        """Set the weights' gradients to those of the batch loss, given this process's mean ``loss`` and its ``share``.
+
+        ``share`` is the fraction of the step's batch this process's ``loss`` is the mean over
+        (its images / the batch's images; 1 / processes when every process holds the whole batch),
+        so that the all-reduced sum is the gradient of the batch mean. Then the masks apply.
+        """
+        weighted = loss.float() * share
+        self.optimizer.zero_grad(set_to_none=True)
+        (self.scaler.scale(weighted) if self.scaler is not None else weighted).backward()
+        self.dist.all_reduce_grads_(self.params.values())
+        if self.masks is not None:
+            for k, p in self.params.items():
+                if p.grad is not None:
+                    p.grad.mul_(self.masks[k])
+
+    def step(self) -> None:
+        """Update the weights from the gradients of the last :meth:`backward`."""
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+
+    def release(self) -> None:
+        """Free the gradients (they would otherwise hold a second copy of the trainable weights' size)."""
+        self.optimizer.zero_grad(set_to_none=True)

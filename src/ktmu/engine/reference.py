@@ -1,0 +1,47 @@
+"""The frozen original model's outputs on the forget set, computed once and read by the methods that compare with it."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ktmu.backbones import Backbone
+from ktmu.backbones.encode import TemplateTextFeatures, embed_source
+from ktmu.concepts import Hierarchy
+from ktmu.engine.forget_set import ForgetSet
+from ktmu.methods import UnlearningMethod
+from ktmu.prompts import train_templates
+
+
+def reads_reference(method: UnlearningMethod) -> bool:
+    """Whether ``method`` reads the original's forget-set outputs: its logits (``needs_reference``) or its features (``needs_features``)."""
+    return method.needs_reference or method.needs_features
+
+
+@dataclass
+class Reference:
+    """The original model's outputs on the forget set: image features and per-template text features.
+
+    The forget images are not augmented and the original never changes, so one pass serves every
+    step, epoch and method of a session.
+    """
+
+    image: torch.Tensor  # (N, D) unit features, CPU
+    fine_text: torch.Tensor  # (T, F, D)
+    coarse_text: torch.Tensor  # (T, C, D)
+    scale: torch.Tensor  # ()
+
+    def logits(self, positions: torch.Tensor, template: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """The original's fine and coarse logits of the forget images at ``positions`` under training template ``template``."""
+        img = self.image[positions]
+        return ((self.scale * img @ self.fine_text[template].T).to(device), (self.scale * img @ self.coarse_text[template].T).to(device))
+
+
+@torch.no_grad()
+def compute_reference(backbone: Backbone, forget: ForgetSet, world: Hierarchy, batch_size: int = 256, workers: int = 0) -> Reference:
+    """The frozen original's forget-set image features and per-template class text features (computed once)."""
+    image = embed_source(backbone, forget.source, batch_size=batch_size, workers=workers)
+    templates = train_templates(world)
+    fine = TemplateTextFeatures(backbone, world.fine_names, templates).stacked()
+    coarse = TemplateTextFeatures(backbone, world.coarse_names, templates).stacked()
+    return Reference(image, fine, coarse, backbone.logit_scale().detach().float().cpu())
