@@ -19,23 +19,19 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     options.add_request_options(sp)
     options.add_set_option(sp, "hyperparameter for every method that has it")
     sp.add_argument("--resume", action="store_true", help="continue an interrupted bench in --out (also automatic when its settings match)")
-    sp.add_argument("--audit", action="store_true", help="also audit every unlearned model, every seed's (the original's probes once per "
-                                                          "seed); adds audit columns")
-    options.add_seeds_option(sp)
-    options.add_session_options(sp)
-    options.add_recipe_options(sp)
+    options.add_unlearning_options(sp, audit="also audit every unlearned model, every seed's (the original's probes once per seed); "
+                                             "adds audit columns")
     return sp
 
 
 def run(args: argparse.Namespace) -> int:
+    t0 = time.time()  # the bench time in table.md counts from here
     from ktmu.methods import METHODS
     from ktmu.methods.overrides import bench_settings
-    from ktmu.runs.audits import SeedAuditors
     from ktmu.runs.bench import bench_run_key, run_bench
     from ktmu.runs.bench_store import BenchStore
     from ktmu.runs.options import check_seeds
 
-    t0 = time.time()
     check_seeds(args.seeds)
     methods = args.methods or METHODS.names()
     recipe = options.recipe(args)
@@ -51,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     if store.done:
         say(f"resuming the bench in {args.out}: {', '.join(store.done)} already finished with the same settings; not re-run.")
     session = options.open_session(args, plan, rt)
-    auditors = SeedAuditors(options.audit_config(args)) if args.audit else None
+    auditors = options.auditors(args)
 
     def finish(run, record: dict, first: bool) -> None:
         record["provenance"] = options.provenance(args)

@@ -15,11 +15,9 @@ from ktmu.cli.console import say
 if TYPE_CHECKING:  # annotations only: the library is imported when a command runs
     from ktmu.audit.run import AuditConfig
     from ktmu.engine.config import TrainConfig
+    from ktmu.runs.audits import SeedAuditors
     from ktmu.runs.session import Plan, RuntimeOptions, Session
     from ktmu.study.recipes import Recipe
-
-GOALS = ("fine", "coarse", "hybrid")  # ktmu.engine.request.GOALS, spelt out so that building the parser imports no torch
-
 
 def command(subparsers: Any, name: str, help: str) -> argparse.ArgumentParser:
     """A subcommand whose help is also its description; every command takes ``--quiet``."""
@@ -48,6 +46,8 @@ def add_level_option(sp: argparse.ArgumentParser) -> None:
 
 def add_request_options(sp: argparse.ArgumentParser) -> None:
     """What is forgotten: ``--forget`` (repeatable) and ``--goal``."""
+    from ktmu.engine.request import GOALS
+
     sp.add_argument("--forget", action="append", help="concept or alias to forget (repeatable); default: the --level request")
     sp.add_argument("--goal", default="fine", choices=GOALS)
 
@@ -92,6 +92,14 @@ def add_recipe_options(sp: argparse.ArgumentParser) -> None:
                     help="checkpoint selection: ours (extra forget-train pass per epoch, lowest kept) or study (the study's rule)")
     sp.add_argument("--schedule", choices=SCHEDULES, default=TrainConfig.schedule,
                     help="learning-rate schedule: warmup-cosine (per step) or cosine-epoch (the study's, stepped once per epoch)")
+
+
+def add_unlearning_options(sp: argparse.ArgumentParser, audit: str) -> None:
+    """What every unlearning command (unlearn, bench) takes: ``--audit`` (its help), ``--seeds``, the session and recipe options."""
+    sp.add_argument("--audit", action="store_true", help=audit)
+    add_seeds_option(sp)
+    add_session_options(sp)
+    add_recipe_options(sp)
 
 
 def add_out_folder(sp: argparse.ArgumentParser, holds: str, overwrite: str | None = None) -> None:
@@ -154,6 +162,13 @@ def audit_config(args: argparse.Namespace) -> AuditConfig:
 
     budgets = {k: getattr(args, k) for k in ("probe_per_class", "relearn_steps", "relearn_images") if hasattr(args, k)}
     return config(max_per_concept=args.max_per_concept, seed=args.seed, **budgets)
+
+
+def auditors(args: argparse.Namespace) -> SeedAuditors | None:
+    """With ``--audit``: the per-seed auditors of an unlearning command's runs, else None."""
+    from ktmu.runs.audits import SeedAuditors
+
+    return SeedAuditors(audit_config(args)) if args.audit else None
 
 
 def provenance(args: argparse.Namespace) -> dict:

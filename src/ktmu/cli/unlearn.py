@@ -18,11 +18,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     options.add_request_options(sp)
     options.add_out_folder(sp, "model.safetensors and results.json", overwrite="replace the results of an earlier run in --out")
     options.add_set_option(sp, "method hyperparameter, e.g. --set margin=3")
-    sp.add_argument("--audit", action="store_true", help="also audit the unlearned model (ktmu audit's probes; every seed's with --seeds); "
-                                                          "its record goes under 'audit'")
-    options.add_seeds_option(sp)
-    options.add_session_options(sp)
-    options.add_recipe_options(sp)
+    options.add_unlearning_options(sp, audit="also audit the unlearned model (ktmu audit's probes; every seed's with --seeds); "
+                                             "its record goes under 'audit'")
     return sp
 
 
@@ -30,7 +27,6 @@ def run(args: argparse.Namespace) -> int:
     from ktmu.methods.overrides import method_settings
     from ktmu.outputs import prepare_out_dir
     from ktmu.report.tables import text_table
-    from ktmu.runs.audits import SeedAuditors
     from ktmu.runs.options import check_seeds
     from ktmu.runs.seeded import run_seeds
     from ktmu.runs.session import save_unlearned
@@ -51,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
         if is_main() and first:  # the first seed's weights, as its record is the top level of results.json
             record["weights"] = str(save_unlearned(run, out, record))
 
-    auditors = SeedAuditors(options.audit_config(args)) if args.audit else None
+    auditors = options.auditors(args)
     record = run_seeds(session, plan.train, args.method, cfg, hyper, args.seeds, auditors=auditors, finish=finish, progress=not args.quiet)
     dump(record, out / "results.json")
     say(f"request: forget {', '.join(session.request.concepts)} ({session.request.goal}); forget set {len(session.forget)} images")

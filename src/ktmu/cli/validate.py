@@ -21,11 +21,11 @@ def _values(values: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ktmu.study.recipes import check_recipe, load_recipe, recipe_files
+    from ktmu.study.recipes import check_recipe, load_recipe, recipe_command
 
     recipe = load_recipe(args.recipe_file)
     check_recipe(recipe)
-    command = next((c for p, c in recipe_files(recipe.path.parent) if p.resolve() == recipe.path.resolve()), "")
+    command = recipe_command(recipe.path)
     session = {k: v for k, v in recipe.session.items() if k != "zero_shot"}
     print(f"{recipe.path}: a valid recipe (sha256 {recipe.sha256[:16]}...)")
     if command.startswith("ktmu "):

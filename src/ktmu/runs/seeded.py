@@ -5,8 +5,9 @@ the record is that run's (:func:`ktmu.runs.session.run_method`); with several it
 seeds with 95 % intervals (:func:`ktmu.evaluation.seeds.aggregate`), each seed's record under
 ``seeds``. Example::
 
-    session = open_session(forget=["shirt"])
-    record = run_seeds(session, train, "nhl-kl", TrainConfig(), seeds=3, auditors=SeedAuditors(audit_config()))
+    plan = plan_run(forget=["shirt"])
+    session = open_session(plan=plan)
+    record = run_seeds(session, plan.train, "nhl-kl", TrainConfig(), seeds=3, auditors=SeedAuditors(audit_config()))
 """
 from __future__ import annotations
 

@@ -306,14 +306,14 @@ def recipe_folder() -> Path | None:
     return None
 
 
+def recipe_command(path: str | Path) -> str:
+    """A recipe file's first comment line, the command that runs it (a trailing line-continuation ``\\`` dropped); '' without one."""
+    lines = Path(path).read_text(encoding="utf-8", errors="replace").splitlines()
+    first = next((line.lstrip("#").strip() for line in lines if line.startswith("#")), "")
+    return first.removesuffix("\\").strip()
+
+
 def recipe_files(folder: str | Path | None = None) -> list[tuple[Path, str]]:
-    """Every ``*.yaml`` under ``folder`` (default :func:`recipe_folder`) with its first comment line: the command that runs it."""
+    """Every ``*.yaml`` under ``folder`` (default :func:`recipe_folder`) with :func:`recipe_command`."""
     root = Path(folder) if folder is not None else recipe_folder()
-    if root is None:
-        return []
-    out = []
-    for path in sorted(root.rglob("*.yaml")):
-        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
-        first = next((line.lstrip("#").strip() for line in lines if line.startswith("#")), "")
-        out.append((path, first.removesuffix("\\").strip()))
-    return out
+    return [] if root is None else [(path, recipe_command(path)) for path in sorted(root.rglob("*.yaml"))]
