@@ -1,21 +1,27 @@
-"""Tiny fake copies of the study's dataset layouts on disk, for tests and dress rehearsals (nothing is downloaded).
+"""Tiny fake copies of the study's dataset layouts on disk, for tests and dress rehearsals (nothing is downloaded),
+and the helpers several test files share: a small jsonl world of your own, the real ``ktmu`` command in a
+subprocess, and the checks on what a command left in its output folder.
 
-Every image file of a fake root is a hard link to one 8x8 JPEG (a copy where the file system has no
+Every image file of a fake study root is a hard link to one 8x8 JPEG (a copy where the file system has no
 hard links), so the full ImageNet-dogs layout of 24,750 files takes about a second to make while
 still exercising ``ktmu prepare`` on the study's real image lists.
 """
 from __future__ import annotations
 
 import json
+import math
 import os
 import pickle
 import shutil
+import subprocess
+import sys
 from pathlib import Path
-from typing import Iterable, Literal
+from typing import Any, Iterable, Literal
 
 import numpy as np
 from PIL import Image
 
+import ktmu
 from ktmu.concepts import builtin_world
 from ktmu.study.prepare import study_list
 from ktmu.data.zero_shot.common import caltech_folders, class_names
@@ -223,3 +229,102 @@ def make_stanford_cars(root: Path, classes: Iterable[int] = (1, 196, 14, 1)) -> 
     savemat(str(base / "cars_test_annos_withlabels.mat"), {"annotations": np.array(rows, dtype=fields).reshape(1, -1)})
     (base / "devkit").mkdir()
     return Path(root)
+
+
+# ---- a user's own world, in the study's jsonl format ------------------------------------------------------------
+DOGS = (("terrier", "border terrier"), ("terrier", "cairn terrier"), ("retriever", "golden retriever"), ("retriever", "labrador retriever"))
+DOGS_YAML = ("name: dogs\ncoarse: [terrier, retriever]\nfine:\n"
+             "  - {name: border terrier, parent: terrier, aliases: [border]}\n  - {name: cairn terrier, parent: terrier}\n"
+             "  - {name: golden retriever, parent: retriever, aliases: [golden]}\n  - {name: labrador retriever, parent: retriever}\n"
+             "levels: {difficult: [golden retriever]}\n")
+
+
+def make_jsonl_world(root: Path, test_fine: Iterable[str] | None = None, train: int = 4, test: int = 2,
+                     size: int = 16) -> tuple[Path, Path]:
+    """A four-concept dogs world in ``root`` (``train``/``test`` random ``size``-pixel images per concept); returns (root, hierarchy file).
+
+    ``test_fine``: the only concepts the test split holds (default: all four). The hierarchy
+    (``root/world.yaml``) gives "border" and "golden" as aliases and names a ``difficult`` level.
+    """
+    root = Path(root)
+    keep = set(test_fine) if test_fine is not None else None
+    rng = np.random.default_rng(0)
+    (root / "img").mkdir(parents=True)
+    for split, n in (("train", train), ("test", test)):
+        lines = []
+        for k, (coarse, fine) in enumerate(DOGS):
+            if split == "test" and keep is not None and fine not in keep:
+                continue
+            for i in range(n):
+                name = f"{split}_{k}_{i}.png"
+                Image.fromarray((rng.random((size, size, 3)) * 255).astype("uint8")).save(root / "img" / name)
+                lines.append(json.dumps({"img_path": f"img/{name}", "coarse_label": coarse, "fine_label": fine}))
+        (root / f"{split}.jsonl").write_text("".join(line + "\n" for line in lines))
+    hierarchy = root / "world.yaml"
+    hierarchy.write_text(DOGS_YAML)
+    return root, hierarchy
+
+
+def make_fashion_jsonl(root: Path, train: int = 20, test: int = 20) -> tuple[Path, Path]:
+    """The first ``train`` / ``test`` Fashion-MNIST images of each class as a jsonl world of your own; returns (root, hierarchy file).
+
+    The hierarchy is the built-in fashion world's file, so the embedded mini-CLIP knows these
+    concepts as it knows Fashion-MNIST, while an evaluation reads ``10 * test`` images instead of 10,000.
+    """
+    from ktmu.data import load_dataset
+
+    root = Path(root)
+    (root / "img").mkdir(parents=True)
+    for split, n in (("train", train), ("test", test)):
+        data = load_dataset("fashion", split)
+        world = data.hierarchy
+        parents = world.fine_to_coarse()
+        lines = []
+        for f, name in enumerate(world.fine_names):
+            for i in np.flatnonzero(data.fine_labels == f)[:n]:
+                Image.fromarray(data.images[i]).save(root / "img" / f"{split}_{i}.png")
+                lines.append(json.dumps({"img_path": f"img/{split}_{i}.png", "coarse_label": world.coarse_names[parents[f]], "fine_label": name}))
+        (root / f"{split}.jsonl").write_text("".join(line + "\n" for line in lines))
+    hierarchy = root / "fashion.yaml"
+    shutil.copyfile(Path(ktmu.__file__).parent / "worlds" / "fashion.yaml", hierarchy)  # aliases, templates and levels as shipped
+    return root, hierarchy
+
+
+# ---- the real command ----------------------------------------------------------------------------------------------
+def ktmu_env(**extra: str) -> dict[str, str]:
+    """The environment of a test's subprocess: this one's, one thread (the suite shares the CPU), the Hugging Face hub offline."""
+    return {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", **extra}
+
+
+def run_ktmu(args: list[str], timeout: float = 300, **env: str) -> subprocess.CompletedProcess:
+    """``python -m ktmu ARGS`` in a subprocess, to its end: stderr as a user sees it, results.json with the real command line."""
+    return subprocess.run([sys.executable, "-m", "ktmu", *args], capture_output=True, text=True, timeout=timeout, env=ktmu_env(**env))
+
+
+def start_ktmu(args: list[str], **env: str) -> subprocess.Popen:
+    """The same command started and left running (e.g. to be killed); ``.communicate()`` collects its output."""
+    return subprocess.Popen([sys.executable, "-m", "ktmu", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=ktmu_env(**env))
+
+
+# ---- what a command left behind ------------------------------------------------------------------------------------
+TIMING_KEYS = frozenset({"train_seconds", "seconds", "git_commit"})  # keys of results.json that differ between identical runs
+
+
+def nothing_written(out: Path) -> bool:
+    """``out`` absent, or the empty folder a command made to check that it can write there."""
+    out = Path(out)
+    return not out.exists() or (out.is_dir() and not any(out.iterdir()))
+
+
+def comparable(obj: Any, out: Path) -> Any:
+    """A results.json value without its timing keys, its --out path replaced by "OUT" and NaN made equal to NaN."""
+    if isinstance(obj, dict):
+        return {k: comparable(v, out) for k, v in obj.items() if k not in TIMING_KEYS}
+    if isinstance(obj, list):
+        return [comparable(v, out) for v in obj]
+    if isinstance(obj, str):
+        return obj.replace(str(out), "OUT")
+    if isinstance(obj, float) and math.isnan(obj):
+        return "nan"
+    return obj

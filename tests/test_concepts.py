@@ -209,6 +209,16 @@ def test_load_invalid_file_names_the_file(tmp_path):
     assert str(path) in str(ei.value)
 
 
+@pytest.mark.parametrize("suffix, text", [(".yaml", "[" * 3000 + "]" * 3000), (".json", "[" * 100_000 + "]" * 100_000),
+                                          (".yaml", "fine: " + "{a: " * 3000 + "1" + "}" * 3000)])
+def test_a_file_nested_thousands_deep_is_refused(tmp_path, suffix, text):
+    """Both parsers recurse per nesting level; the RecursionError used to escape as a traceback."""
+    path = tmp_path / f"deep{suffix}"
+    path.write_text(text)
+    with pytest.raises(HierarchyError, match="nests lists or mappings too deeply"):
+        Hierarchy.load(path)
+
+
 def test_load_missing_file(tmp_path):
     path = tmp_path / "nope.yaml"
     with pytest.raises(HierarchyError) as ei:

@@ -192,6 +192,28 @@ def test_jsonl_invalid_json_names_line(jsonl_root):
     assert f"{path}:{len(TEST) + 1}" in str(ei.value)
 
 
+@pytest.mark.parametrize("line, words", [
+    ("5", ["line must be one JSON object", "got int '5'"]),          # found by the fuzz suite: a TypeError before
+    ("null", ["line must be one JSON object", "got NoneType"]),
+    ('["a.png", "bird", "crow"]', ["got list"]),
+    ('{"img_path": null, "coarse_label": "bird", "fine_label": "crow"}', ["img_path must be a file path", "got None"]),
+    ("[" * 100_000 + "]" * 100_000, ["nests too deeply"]),             # a RecursionError before
+])
+def test_jsonl_lines_that_are_no_record_name_the_line(jsonl_root, line, words):
+    path = jsonl_root / "test.jsonl"
+    path.write_text(path.read_text() + line + "\n")
+    with pytest.raises(DatasetError) as ei:
+        load_dataset("jsonl", "test", root=jsonl_root)
+    assert f"{path}:{len(TEST) + 1}:" in str(ei.value) and all(w in str(ei.value) for w in words)
+
+
+def test_jsonl_that_is_not_utf8_is_refused(jsonl_root):
+    path = jsonl_root / "test.jsonl"
+    path.write_bytes(path.read_bytes() + b"\xff\n")
+    with pytest.raises(DatasetError, match="is not UTF-8 text"):
+        load_dataset("jsonl", "test", root=jsonl_root)
+
+
 def test_jsonl_fine_under_wrong_coarse_in_test(jsonl_root):
     path = jsonl_root / "test.jsonl"
     recs = [json.loads(l) for l in path.read_text().splitlines()]

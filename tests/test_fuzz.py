@@ -3,12 +3,14 @@
 A user's input must never surface as a TypeError, AttributeError, KeyError or IndexError from deep
 inside the library: it is either accepted or refused with HierarchyError, RequestError or
 SettingsError (all ValueError subclasses, each with a message that says what to do).
+
+The examples are drawn by the Hypothesis profile of tests/conftest.py: the same ones every run in
+``make test`` (profile ``ci``), fresh ones in ``make fuzz`` (profile ``explore``).
 """
 from __future__ import annotations
 
 import json
 import math
-import os
 
 import pytest
 import yaml
@@ -16,13 +18,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ktmu.concepts import Hierarchy, HierarchyError
+from ktmu.data import load_dataset
+from ktmu.errors import KtmuError
 from ktmu.methods import METHODS, build_method
 from ktmu.engine.request import RequestError, UnlearningRequest
 from ktmu.settings import SettingsError, cast_value, parse_set
 from ktmu.engine.config import TrainConfig
+from ktmu.study.recipes import RecipeError, load_recipe
 
-# KTMU_FUZZ_EXAMPLES=5000 for a longer hunt; 200 keeps the whole file near 10 s.
-FUZZ = settings(max_examples=int(os.environ.get("KTMU_FUZZ_EXAMPLES", "200")), deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+# How many examples, and whether they are new each run, is the profile's (tests/conftest.py).
+FUZZ = settings(suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 SETTINGS_CLASSES = [TrainConfig] + [METHODS.get(n) for n in METHODS.names()]
 
 # ---- world files ----------------------------------------------------------------------------------
@@ -102,6 +107,28 @@ def test_json_world_files_load_like_dicts(tmp_path_factory, data):
         pass
 
 
+# ---- jsonl image lists (the study's format) ------------------------------------------------------------
+LABELS = ["top", "footwear", "shirt", "coat", "sneaker", "Shirt", "blouse", "sandal", 0, 1, 3, -1, 7, True, 1.5, None, "", "nope"]
+record = st.fixed_dictionaries({}, optional={"img_path": st.one_of(st.sampled_from(["a.png", "/abs/b.png", "", "img/c.jpg"]), scalars),
+                                             "coarse_label": st.one_of(st.sampled_from(LABELS), nested),
+                                             "fine_label": st.one_of(st.sampled_from(LABELS), nested)})
+jsonl_line = st.one_of(record.map(lambda r: json.dumps(r, allow_nan=True)), nested.map(lambda v: json.dumps(v, allow_nan=True, default=str)),
+                       st.text(max_size=20))
+
+
+@FUZZ
+@given(st.lists(jsonl_line, max_size=5), st.booleans(), st.binary(max_size=4))
+def test_jsonl_lists_load_or_raise_a_ktmu_error(tmp_path_factory, toy_world, lines, with_hierarchy, junk):
+    root = tmp_path_factory.mktemp("jsonl")
+    (root / "train.jsonl").write_bytes("\n".join(lines).encode("utf-8") + junk)
+    try:
+        data = load_dataset("jsonl", "train", root=root, hierarchy=toy_world if with_hierarchy else None)
+    except KtmuError:
+        return
+    assert len(data) == len(data.fine_labels) > 0  # what was accepted answers queries
+    assert all(0 <= f < len(data.hierarchy.fine) for f in data.fine_labels) and len(data.coarse_labels) == len(data)
+
+
 # ---- requests -------------------------------------------------------------------------------------
 NAMES = ["shirt", "coat", "sneaker", "sandal", "top", "footwear", "blouse", "trainer", "shoe", "Shirt ", "", "sneakr"]
 
@@ -164,7 +191,49 @@ def test_build_method_builds_or_raises_settings_error(name, overrides):
         method = build_method(name, **overrides)
     except SettingsError:
         return
-    assert method.lr > 0 and method.epochs >= 1
+    for key, value in overrides.items():  # every accepted override is the value the method holds
+        assert getattr(method, key.replace("-", "_").lower()) == value
+    assert type(method)(**method.hyperparameters()) == method  # what was built rebuilds from its own record
+
+
+# ---- recipes -----------------------------------------------------------------------------------------
+RECIPE_KEYS = ["model", "world", "level", "goal", "zero_shot", "seed", "train", "max_per_concept", "precision", "device", "workers",
+               "grad_checkpointing", "eval_batch_size", "max-per-concept", "Model", "zero-shot", "zeroshot"]
+RECIPE_WORDS = ["tiny-clip", "fashion", "jsonl", "difficult", "fine", "hybrid", "digits", "none", "food101=/x", "fp32", "cpu", "both",
+                "study", "cosine-epoch"]
+recipe_scalars = st.one_of(scalars, st.sampled_from(RECIPE_WORDS), st.integers(-3, 300), st.floats(-1, 1e9))
+trainer_sections = st.dictionaries(st.sampled_from(KEYS), recipe_scalars, max_size=4)
+method_sections = st.dictionaries(st.sampled_from(METHODS.names() + ["nhl", "GA", "Nhl-Kl"]),
+                                  st.one_of(st.none(), trainer_sections, recipe_scalars), max_size=3)
+recipes = st.one_of(
+    nested,
+    st.dictionaries(st.sampled_from(RECIPE_KEYS), st.one_of(recipe_scalars, st.lists(recipe_scalars, max_size=3)), max_size=2).flatmap(
+        lambda top: st.fixed_dictionaries({}, optional={"trainer": st.one_of(trainer_sections, recipe_scalars),
+                                                        "methods": st.one_of(method_sections, recipe_scalars)}).map(lambda sec: {**top, **sec})),
+)
+
+
+@FUZZ
+@given(st.one_of(recipes.map(_yaml_text), st.text(max_size=60)))
+def test_load_recipe_parses_or_raises_recipe_error(tmp_path_factory, text):
+    path = tmp_path_factory.mktemp("r") / "recipe.yaml"
+    path.write_text(text, encoding="utf-8")
+    try:
+        recipe = load_recipe(path)
+    except RecipeError:
+        return
+    TrainConfig(**recipe.trainer)  # what was accepted is usable as it stands
+    for name in recipe.methods:
+        build_method(name, **recipe.method(name))
+
+
+@pytest.mark.xfail(strict=True, raises=RecursionError,
+                   reason="known bug, reported to the lead: load_recipe (study/recipes.py) lets yaml's RecursionError escape")
+def test_a_recipe_nested_a_thousand_deep_is_refused(tmp_path):
+    path = tmp_path / "deep.yaml"
+    path.write_text("methods: " + "[" * 1000 + "]" * 1000)
+    with pytest.raises(RecipeError):
+        load_recipe(path)
 
 
 @pytest.mark.parametrize("cls", SETTINGS_CLASSES, ids=lambda c: getattr(c, "name", "") or c.__name__)

@@ -2,21 +2,18 @@
 from __future__ import annotations
 
 import json
-import math
-import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
+from fakes import comparable, nothing_written, start_ktmu
 from ktmu.cli import main
 
 METHODS = ["ga", "ga-kl", "nhl-kl", "task-vector", "relabel"]
 THIRD = METHODS[2]
-TIMING_KEYS = {"train_seconds", "seconds", "git_commit"}
 
 
 def bench_args(out: Path, *extra: str, methods: list[str] = METHODS, epochs: int = 1) -> list[str]:
@@ -24,27 +21,9 @@ def bench_args(out: Path, *extra: str, methods: list[str] = METHODS, epochs: int
             "--methods", *methods, "--out", str(out), *extra]
 
 
-def ktmu(args: list[str], **kw) -> subprocess.Popen:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-    return subprocess.Popen([sys.executable, "-m", "ktmu", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, **kw)
-
-
 def finish(proc: subprocess.Popen, timeout: float = 300) -> tuple[int, str, str]:
     out, err = proc.communicate(timeout=timeout)
     return proc.returncode, out, err
-
-
-def without_timing(obj, out: Path):
-    """``obj`` with timing keys dropped, the --out path neutralised and NaN made comparable."""
-    if isinstance(obj, dict):
-        return {k: without_timing(v, out) for k, v in obj.items() if k not in TIMING_KEYS}
-    if isinstance(obj, list):
-        return [without_timing(v, out) for v in obj]
-    if isinstance(obj, str):
-        return obj.replace(str(out), "OUT")
-    if isinstance(obj, float) and math.isnan(obj):
-        return "nan"
-    return obj
 
 
 def table_rows(out: Path) -> list[str]:
@@ -55,14 +34,14 @@ def table_rows(out: Path) -> list[str]:
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("bench") / "whole"
-    rc, _, err = finish(ktmu(bench_args(out)))
+    rc, _, err = finish(start_ktmu(bench_args(out)))
     assert rc == 0, err
     return out
 
 
 def test_a_killed_bench_resumes_without_rerunning_finished_methods(tmp_path, uninterrupted):
     out = tmp_path / "killed"
-    proc = ktmu(bench_args(out))
+    proc = start_ktmu(bench_args(out))
     third = out / "methods" / f"{THIRD}.json"
     deadline = time.time() + 240
     while not third.is_file():
@@ -77,7 +56,7 @@ def test_a_killed_bench_resumes_without_rerunning_finished_methods(tmp_path, uni
     assert set(METHODS[:3]) <= set(finished)
     stamps = {m: (out / "methods" / f"{m}.json").stat().st_mtime_ns for m in finished}
 
-    rc, stdout, err = finish(ktmu(bench_args(out)))
+    rc, stdout, err = finish(start_ktmu(bench_args(out)))
     assert rc == 0, err
     assert "resuming the bench" in stdout and all(m in stdout.split("resuming the bench")[1].splitlines()[0] for m in METHODS[:3])
     assert {m: (out / "methods" / f"{m}.json").stat().st_mtime_ns for m in finished} == stamps, "a finished method was re-run"
@@ -87,7 +66,7 @@ def test_a_killed_bench_resumes_without_rerunning_finished_methods(tmp_path, uni
     resumed = json.loads((out / "results.json").read_text())
     whole = json.loads((uninterrupted / "results.json").read_text())
     assert [r["method"] for r in resumed["rows"]] == METHODS
-    assert without_timing(resumed, out) == without_timing(whole, uninterrupted)
+    assert comparable(resumed, out) == comparable(whole, uninterrupted)
     assert table_rows(out) == table_rows(uninterrupted)
 
 
@@ -125,5 +104,5 @@ def test_a_bench_that_fails_before_any_method_finishes_leaves_no_manifest(tmp_pa
     out = tmp_path / "bench"
     assert main(["bench", "--model", f"hf:{folder}", "--quiet", "--zero-shot", "none", "--methods", "ga", "--out", str(out)]) == 2
     assert "has no config.json" in capsys.readouterr().err
-    assert not out.exists() or not any(out.iterdir())
+    assert nothing_written(out)
     assert main(bench_args(out, methods=["ga"])) == 0

@@ -1,10 +1,9 @@
 """Streamed data: large splits are read batch by batch, never materialised; small in-memory ones are cached once."""
 import numpy as np
-import pytest
 import torch
 from PIL import Image
 
-from ktmu.data import ArrayDataset, ConceptDataset
+from ktmu.data import ConceptDataset
 from ktmu.data.stream import CachedImageSource, ImageSource, chunked, image_source, iter_batches
 from ktmu.evaluation.zero_shot import ZeroShotEvaluator
 

@@ -113,6 +113,9 @@ class Hierarchy:
             data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
         except (UnicodeDecodeError, json.JSONDecodeError, yaml.YAMLError) as e:
             raise HierarchyError(f"hierarchy file {path} is not valid UTF-8 {'JSON' if path.suffix == '.json' else 'YAML'}: {e}") from e
+        except RecursionError:  # both parsers recurse per nesting level: thousands of open brackets exhaust the stack
+            raise HierarchyError(f"hierarchy file {path} nests lists or mappings too deeply to be a hierarchy; "
+                                 "a hierarchy has name, coarse and fine at its top level (see `ktmu world fashion`).") from None
         return cls.from_dict(data, source=str(path))
 
     # ---- validation ---------------------------------------------------------------------------

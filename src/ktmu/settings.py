@@ -1,13 +1,17 @@
 """Typed settings: ``--set KEY=VALUE`` strings and config values checked against a dataclass's fields.
 
 Every field of a settings dataclass (``TrainConfig``, each unlearning method) has a declared type
-(``float``, ``int``, ``bool``, ``str`` or ``X | None``) and may declare a range in its metadata::
+(``float``, ``int``, ``bool``, ``str`` or ``X | None``) and may declare, in its metadata, a range
+(numbers) or a fixed set of values (text)::
 
     kl_weight: float = field(default=20.0, metadata=in_range(ge=0))
+    schedule: str = field(default="warmup-cosine", metadata=one_of("warmup-cosine", "cosine-epoch"))
 
-Values are cast to the declared type and checked against the range here, before anything is loaded
-or trained, so that a typo fails in a second with a message saying what to write instead, not after
-minutes inside a loss. Every problem is a :class:`SettingsError`.
+Values are cast to the declared type and checked against the range or the choices here, before
+anything is loaded or trained, so that a typo fails in a second with a message saying what to
+write instead, not after minutes inside a loss. The same check serves ``--set`` strings
+(:func:`parse_value`), config values (:func:`cast_value`) and construction (:func:`validate`).
+Every problem is a :class:`SettingsError`.
 """
 from __future__ import annotations
 
@@ -23,6 +27,7 @@ from ktmu.registry import suggest
 from ktmu.errors import KtmuError
 
 RANGE_KEY = "ktmu_range"  # the field-metadata key holding a field's :class:`Range`
+CHOICES_KEY = "ktmu_choices"  # the field-metadata key holding a text field's allowed values
 NONE_WORDS = ("none", "null")  # what --set accepts for "no value" on an optional field
 TRUE_WORDS = ("true", "1")
 FALSE_WORDS = ("false", "0")
@@ -78,6 +83,17 @@ def in_range(*, gt: float | None = None, ge: float | None = None, lt: float | No
     return {RANGE_KEY: Range(gt=gt, ge=ge, lt=lt, le=le, hint=hint)}
 
 
+def one_of(*choices: str) -> dict[str, tuple[str, ...]]:
+    """Field metadata declaring the only values a text field takes: ``field(default="ours", metadata=one_of("ours", "study"))``.
+
+    Example: with ``one_of("ours", "study")``, "study" is accepted and "studdy" is refused with
+    "selection must be one of ours, study, got 'studdy'. Did you mean 'study'?".
+    """
+    if not choices or not all(isinstance(c, str) for c in choices):
+        raise TypeError(f"one_of takes one or more strings, got {choices!r}")  # a programming error, not a user's
+    return {CHOICES_KEY: tuple(choices)}
+
+
 # ---- field introspection ---------------------------------------------------------------------
 def _fields(cls: type) -> dict[str, dataclasses.Field]:
     if not dataclasses.is_dataclass(cls):
@@ -85,17 +101,24 @@ def _fields(cls: type) -> dict[str, dataclasses.Field]:
     return {f.name: f for f in dataclasses.fields(cls)}
 
 
-def field_range(cls: type, name: str) -> Range | None:
-    """The declared range of field ``name``, looked up through base classes.
-
-    A subclass that re-declares a field only to change its default (``lr: float = 3e-5``) keeps
-    the range its base class declared.
-    """
+def _declared(cls: type, name: str, key: str) -> Any:
+    # Looked up through base classes: a subclass that re-declares a field only to change its
+    # default (``lr: float = 3e-5``) keeps what its base class declared.
     for klass in cls.__mro__:
         f = getattr(klass, "__dataclass_fields__", {}).get(name)
-        if f is not None and RANGE_KEY in f.metadata:
-            return f.metadata[RANGE_KEY]
+        if f is not None and key in f.metadata:
+            return f.metadata[key]
     return None
+
+
+def field_range(cls: type, name: str) -> Range | None:
+    """The declared range of field ``name``, looked up through base classes (a re-declared default keeps it)."""
+    return _declared(cls, name, RANGE_KEY)
+
+
+def field_choices(cls: type, name: str) -> tuple[str, ...] | None:
+    """The declared values of text field ``name`` (:func:`one_of`), looked up through base classes; None if any text goes."""
+    return _declared(cls, name, CHOICES_KEY)
 
 
 @functools.lru_cache(maxsize=None)
@@ -153,15 +176,25 @@ def _check_range(cls: type, name: str, value: Any) -> Any:
     return value
 
 
+def _check_choice(cls: type, name: str, value: str) -> str:
+    choices = field_choices(cls, name)
+    if choices is not None and value not in choices:
+        raise SettingsError(
+            f"{_owner(cls)}: {name} must be one of {', '.join(choices)}, got {value!r}.{suggest(value, list(choices))}")
+    return value
+
+
 def _bad(cls: type, name: str, value: Any, tp: Any, optional: bool, extra: str = "") -> SettingsError:
     return SettingsError(f"{_owner(cls)}: {name} expects {_type_name(tp, optional)}, got {value!r}.{extra}")
 
 
 def parse_value(cls: type, key: str, text: str) -> Any:
-    """Cast the string ``text`` (from ``--set KEY=VALUE``) to field ``key``'s type and check its range.
+    """Cast the string ``text`` (from ``--set KEY=VALUE``) to field ``key``'s type and check its range or choices.
 
     Floats accept "1e-4" and "20" but not "abc", "nan" or "inf"; ints accept "10" but not "1.5";
-    bools accept true/false/1/0; optional fields accept "none"/"null" (any case) for None.
+    bools accept true/false/1/0; optional fields accept "none"/"null" (any case) for None; a text
+    field with choices accepts one of them exactly (surrounding spaces dropped): for
+    ``TrainConfig``, ``schedule=cosine-epoch`` but not ``schedule=0``.
     """
     name = resolve_key(cls, key)
     tp, optional = _split_optional(_field_type(cls, name))
@@ -185,7 +218,7 @@ def parse_value(cls: type, key: str, text: str) -> Any:
         except ValueError:
             raise _bad(cls, name, text, tp, optional) from None
     elif tp is str:
-        value = text
+        return _check_choice(cls, name, text.strip() if field_choices(cls, name) else text)
     else:
         raise SettingsError(f"{_owner(cls)}: setting {name} has type {tp}, which cannot be set from text.")
     return _check_range(cls, name, value)
@@ -222,7 +255,7 @@ def cast_value(cls: type, key: str, value: Any) -> Any:
     if tp is bool and isinstance(value, bool):
         return value
     if tp is str and isinstance(value, str):
-        return value
+        return _check_choice(cls, name, value)
     extra = ""
     if isinstance(value, str) and tp in (int, float) and _looks_numeric(value):
         # YAML 1.1 reads 1e-4 (no dot) as text; say how to write it as a number.
@@ -261,7 +294,7 @@ def parse_set(pairs: Sequence[str], cls: type) -> dict[str, Any]:
 
 
 def validate(obj: Any) -> None:
-    """Check every field of a settings dataclass instance against its type and range, in place.
+    """Check every field of a settings dataclass instance against its type and range or choices, in place.
 
     Ints in float fields become floats; anything else wrong is a :class:`SettingsError`.
     """

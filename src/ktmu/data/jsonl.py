@@ -17,17 +17,28 @@ from ktmu.data.infer import hierarchy_from_pairs
 def _read_records(path: Path) -> list[dict]:
     if not path.is_file():
         raise DatasetError(f"jsonl split file {path} does not exist; expected one file per split (train.jsonl, test.jsonl).")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise DatasetError(f"{path} is not UTF-8 text ({e.reason} at byte {e.start}); write the image list as UTF-8 JSON lines.") from None
     records = []
-    for n, line in enumerate(path.read_text().splitlines(), 1):
+    for n, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         try:
             rec = json.loads(line)
         except json.JSONDecodeError as e:
             raise DatasetError(f"{path}:{n}: not valid JSON ({e.msg}).") from e
+        except RecursionError:  # json recurses per nesting level
+            raise DatasetError(f"{path}:{n}: nests too deeply to be a record.") from None
+        if not isinstance(rec, dict):
+            raise DatasetError(f"{path}:{n}: each line must be one JSON object "
+                               f'{{"img_path": ..., "coarse_label": ..., "fine_label": ...}}, got {type(rec).__name__} {line.strip()[:40]!r}.')
         missing = {"img_path", "coarse_label", "fine_label"} - set(rec)
         if missing:
             raise DatasetError(f"{path}:{n}: record lacks {', '.join(sorted(missing))}.")
+        if not isinstance(rec["img_path"], str) or not rec["img_path"]:
+            raise DatasetError(f"{path}:{n}: img_path must be a file path (text), got {rec['img_path']!r}.")
         records.append(rec)
     if not records:
         raise DatasetError(f"jsonl split file {path} holds no records; every split needs at least one image.")
