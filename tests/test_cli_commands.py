@@ -14,7 +14,7 @@ import pytest
 import ktmu
 import ktmu.cli
 import ktmu.data
-import ktmu.runs.session
+import ktmu.workflows.session
 from ktmu.cli import COMMANDS, build_parser, main
 from ktmu.methods import METHODS
 
@@ -37,7 +37,7 @@ def nothing_loads(monkeypatch):
     def refuse(*args, **kw):
         raise AssertionError("a model or a dataset was loaded")
 
-    for module, name in ((ktmu.runs.session, "load_backbone"), (ktmu.runs.session, "load_dataset"), (ktmu.data, "load_dataset")):
+    for module, name in ((ktmu.workflows.session, "load_backbone"), (ktmu.workflows.session, "load_dataset"), (ktmu.data, "load_dataset")):
         monkeypatch.setattr(module, name, refuse)
 
 

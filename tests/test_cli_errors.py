@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 
 import ktmu.backbones
-import ktmu.runs.session
+import ktmu.workflows.session
 from ktmu.cli import main
 
 TINY = ["--model", "tiny-clip", "--force", "--quiet", "--max-per-concept", "10"]
@@ -54,7 +54,7 @@ def no_model(monkeypatch):
         raise AssertionError("the model was loaded before the mistake was reported")
 
     monkeypatch.setattr(ktmu.backbones, "load_backbone", refuse)
-    monkeypatch.setattr(ktmu.runs.session, "load_backbone", refuse)
+    monkeypatch.setattr(ktmu.workflows.session, "load_backbone", refuse)
 
 
 def nothing_written(out: Path) -> bool:
@@ -187,12 +187,12 @@ def _broadcast(*args, **kw):
 
 def test_an_internal_error_propagates_out_of_main(monkeypatch, tmp_path):
     import ktmu.report.world
-    import ktmu.runs.session
+    import ktmu.workflows.session
 
     monkeypatch.setattr(ktmu.report.world, "format_world", _broadcast)
     with pytest.raises(ValueError, match="could not be broadcast"):
         main(["world", "fashion"])
-    monkeypatch.setattr(ktmu.runs.session, "summarize", _broadcast)  # inside the run, after training
+    monkeypatch.setattr(ktmu.workflows.session, "run_summary", _broadcast)  # inside the run, after training
     out = tmp_path / "out"
     with pytest.raises(ValueError, match="could not be broadcast"):
         main(["unlearn", *TINY, "--epochs", "1", "--out", str(out)])

@@ -1,7 +1,7 @@
 """The package's layers: a module imports only its own layer and those below it.
 
 Bottom to top: 0 foundations (the modules at the package root), 1 runtime, 2 data, 3 backbones,
-4 methods, 5 engine, 6 evaluation, 7 audit, 8 runs and study, 9 report, 10 cli. ``ktmu/__init__.py``
+4 methods, 5 engine, 6 evaluation, 7 audit, 8 workflows and study, 9 report, 10 cli. ``ktmu/__init__.py``
 (the lazy public API) and ``ktmu/__main__.py`` sit outside the layers. Every import counts: at the
 top of a file, inside a function, under ``if TYPE_CHECKING:``, and the lazy ``"module:attr"``
 targets of the registries (``METHODS.register("ga", "ktmu.methods.ga:GradientAscent")``), which
@@ -18,7 +18,7 @@ import ktmu
 SRC = Path(ktmu.__file__).resolve().parent
 FOUNDATIONS = ("errors", "registry", "settings", "concepts", "prompts", "outputs")
 LAYERS = {**{name: 0 for name in FOUNDATIONS}, "runtime": 1, "data": 2, "backbones": 3, "methods": 4, "engine": 5,
-          "evaluation": 6, "audit": 7, "runs": 8, "study": 8, "report": 9, "cli": 10}
+          "evaluation": 6, "audit": 7, "workflows": 8, "study": 8, "report": 9, "cli": 10}
 OUTSIDE = {"ktmu", "ktmu.__main__"}  # the package's own __init__ and python -m ktmu
 MAX_ROOT_MODULES = 6
 LAZY_TARGET = re.compile(r"ktmu(?:\.[A-Za-z_]\w*)+:[A-Za-z_]\w*")  # a registry's "module:attr"
@@ -102,18 +102,18 @@ def late():
     import ktmu.report.tables
     from ktmu import open_session
 REGISTRY = {"x": "ktmu.audit.run:Auditor"}
-WORDS = "see ktmu.runs.tune for the rule"
+WORDS = "see ktmu.workflows.tune for the rule"
 '''
     assert imports_of(source, "ktmu.engine.new") == {"ktmu.settings", "ktmu.methods.base", "ktmu.cli", "ktmu.report.tables",
-                                                      "ktmu.runs.session", "ktmu.audit.run"}
+                                                      "ktmu.workflows.session", "ktmu.audit.run"}
     assert upward_imports(source, "ktmu.engine.new") == [
         "ktmu.engine.new -> ktmu.audit.run (layer 5 -> 7)",
         "ktmu.engine.new -> ktmu.cli (layer 5 -> 10)",
         "ktmu.engine.new -> ktmu.report.tables (layer 5 -> 9)",
-        "ktmu.engine.new -> ktmu.runs.session (layer 5 -> 8)",
+        "ktmu.engine.new -> ktmu.workflows.session (layer 5 -> 8)",
     ]
     assert upward_imports(source, "ktmu.cli.app") == []  # the top layer may import anything
-    assert upward_imports("from ktmu.study.recipes import Recipe\n", "ktmu.runs.x") == []  # runs and study share a layer
+    assert upward_imports("from ktmu.study.recipes import Recipe\n", "ktmu.workflows.x") == []  # workflows and study share a layer
 
 
 def test_relative_imports_resolve_against_the_module():

@@ -34,7 +34,7 @@ def test_the_same_command_gives_the_same_results_and_weights(tmp_path):
 
 
 def test_results_record_the_command_data_root_and_hierarchy(tmp_path):
-    from ktmu.runs.provenance import file_record
+    from ktmu.workflows.provenance import file_record
 
     root, hierarchy = make_jsonl_world(tmp_path / "dogs")
     out = tmp_path / "run"

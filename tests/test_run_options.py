@@ -12,10 +12,10 @@ from ktmu.errors import KtmuError, UsageError
 from ktmu.methods.overrides import bench_settings, method_settings
 from ktmu.registry import Registry, RegistryError
 from ktmu.report.catalog import catalog
-from ktmu.runs.bench import bench_run_key
-from ktmu.runs.options import check_perf_options, data_options, resolve_runtime, train_config
-from ktmu.runs.perf import PerfOptions
-from ktmu.runs.session import RuntimeOptions
+from ktmu.workflows.bench import bench_run_key
+from ktmu.workflows.options import check_perf_options, data_options, resolve_runtime, train_config
+from ktmu.workflows.perf import PerfOptions
+from ktmu.workflows.session import RuntimeOptions
 from ktmu.settings import SettingsError
 from ktmu.study.recipes import load_recipe, recipe_defaults
 

@@ -1,15 +1,15 @@
 """Learning-rate selection sees forget-set data only and follows its documented rule.
 
-The rule (ktmu.runs.tune): keep the smallest rate whose kept epoch brings the selection score to at
+The rule (ktmu.workflows.tune): keep the smallest rate whose kept epoch brings the selection score to at
 most ``threshold``; if none does, the one with the lowest score, the smallest of equal scores.
 """
 import pytest
 import torch
 
-import ktmu.runs.session as pipeline
-import ktmu.runs.tune as tune
+import ktmu.workflows.session as pipeline
+import ktmu.workflows.tune as tune
 from ktmu.engine.trainer import TrainLog
-from ktmu.runs.tune import tune_lr
+from ktmu.workflows.tune import tune_lr
 
 
 @pytest.fixture(scope="module")

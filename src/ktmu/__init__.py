@@ -18,10 +18,10 @@ __version__ = "0.2.0"
 
 # public name -> module that defines it
 _PUBLIC = {
-    "open_session": "ktmu.runs.session",
-    "run_method": "ktmu.runs.session",
-    "Session": "ktmu.runs.session",
-    "RuntimeOptions": "ktmu.runs.session",
+    "open_session": "ktmu.workflows.session",
+    "run_method": "ktmu.workflows.session",
+    "Session": "ktmu.workflows.session",
+    "RuntimeOptions": "ktmu.workflows.session",
     "load_backbone": "ktmu.backbones",
     "BACKBONES": "ktmu.backbones",
     "METHODS": "ktmu.methods",

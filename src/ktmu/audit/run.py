@@ -70,7 +70,7 @@ from ktmu.errors import KtmuError
 from ktmu.outputs import json_ready
 
 if TYPE_CHECKING:
-    from ktmu.runs.session import Session
+    from ktmu.workflows.session import Session
 
 ROLES = ("original", "unlearned", "oracle")  # record order: the reference first
 

@@ -64,7 +64,7 @@ def parse_args(argv: Sequence[str], parser: argparse.ArgumentParser | None = Non
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one ``ktmu`` command; a :class:`~ktmu.errors.KtmuError` becomes one ``ktmu: error:`` line and exit code 2."""
     from ktmu.cli.console import quiet_libraries
-    from ktmu.runs.provenance import set_command
+    from ktmu.workflows.provenance import set_command
 
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)

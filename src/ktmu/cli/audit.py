@@ -42,9 +42,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from ktmu.audit.report import audit_table
     from ktmu.outputs import OutputError, prepare_out_dir
-    from ktmu.runs.audits import audit_checkpoints
-    from ktmu.runs.options import check_seeds
-    from ktmu.runs.provenance import git_commit, versions
+    from ktmu.workflows.audits import audit_checkpoints
+    from ktmu.workflows.options import check_seeds
+    from ktmu.workflows.provenance import git_commit, versions
 
     t0 = time.time()
     check_seeds(args.seeds)

@@ -28,9 +28,9 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.time()  # the bench time in table.md counts from here
     from ktmu.methods import METHODS
     from ktmu.methods.overrides import bench_settings
-    from ktmu.runs.bench import bench_run_key, run_bench
-    from ktmu.runs.bench_store import BenchStore
-    from ktmu.runs.options import check_seeds
+    from ktmu.workflows.bench import bench_run_key, run_bench
+    from ktmu.workflows.bench_store import BenchStore
+    from ktmu.workflows.options import check_seeds
 
     check_seeds(args.seeds)
     methods = args.methods or METHODS.names()
@@ -64,7 +64,7 @@ def _report(args: argparse.Namespace, session: Any, records: list[dict], seconds
 
     from ktmu.outputs import write_text_atomic
     from ktmu.report.tables import markdown_table, text_table
-    from ktmu.runs.bench import bench_results
+    from ktmu.workflows.bench import bench_results
 
     req = session.request
     label = "request" if args.forget else f"level {args.level}"

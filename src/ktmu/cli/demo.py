@@ -21,7 +21,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from ktmu.report.tables import text_table
     from ktmu.report.zero_shot import format_eval_table
-    from ktmu.runs.session import run_method
+    from ktmu.workflows.session import run_method
 
     t0 = time.time()
     cfg = options.train_config(args)

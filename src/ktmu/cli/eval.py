@@ -25,7 +25,7 @@ def run(args: argparse.Namespace) -> int:
     from ktmu.evaluation.zero_shot import evaluate_datasets
     from ktmu.outputs import prepare_out_file
     from ktmu.report.zero_shot import format_eval_table
-    from ktmu.runs.options import evaluation_sets
+    from ktmu.workflows.options import evaluation_sets
 
     t0 = time.time()
     rt = options.runtime(args)

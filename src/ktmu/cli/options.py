@@ -2,7 +2,7 @@
 
 A command module declares its options with the ``add_*`` functions and reads them back with the
 functions below them (``runtime(args)``, ``plan(args)``, ...), which only pass the values on to
-:mod:`ktmu.runs.options` and the other library functions that check them. Option names, defaults,
+:mod:`ktmu.workflows.options` and the other library functions that check them. Option names, defaults,
 choices and help are read by users' scripts: add options, never rename or remove one.
 """
 from __future__ import annotations
@@ -15,8 +15,8 @@ from ktmu.cli.console import say
 if TYPE_CHECKING:  # annotations only: the library is imported when a command runs
     from ktmu.audit.run import AuditConfig
     from ktmu.engine.config import TrainConfig
-    from ktmu.runs.audits import SeedAuditors
-    from ktmu.runs.session import Plan, RuntimeOptions, Session
+    from ktmu.workflows.audits import SeedAuditors
+    from ktmu.workflows.session import Plan, RuntimeOptions, Session
     from ktmu.study.recipes import Recipe
 
 def command(subparsers: Any, name: str, help: str) -> argparse.ArgumentParser:
@@ -119,20 +119,20 @@ def add_set_option(sp: argparse.ArgumentParser, help: str) -> None:
 
 # ---- readers: args -> library -------------------------------------------------------------------
 def runtime(args: argparse.Namespace) -> RuntimeOptions:
-    from ktmu.runs.options import resolve_runtime
+    from ktmu.workflows.options import resolve_runtime
 
     return resolve_runtime(args.device, args.precision, args.workers, args.eval_batch_size, train=getattr(args, "train", "default"),
                            grad_checkpointing=getattr(args, "grad_checkpointing", False), force=getattr(args, "force", False))
 
 
 def data_options(args: argparse.Namespace) -> dict[str, str]:
-    from ktmu.runs.options import data_options as options
+    from ktmu.workflows.options import data_options as options
 
     return options(args.world, args.data_root, args.hierarchy)
 
 
 def plan(args: argparse.Namespace, forget: list[str] | None = None, goal: str = "fine", evaluate: bool = True) -> Plan:
-    from ktmu.runs.options import plan_run
+    from ktmu.workflows.options import plan_run
 
     return plan_run(world=args.world, model=args.model, level=args.level, forget=forget, goal=goal, max_per_concept=args.max_per_concept,
                     data_root=args.data_root, hierarchy=args.hierarchy, zero_shot=getattr(args, "zero_shot", None), evaluate=evaluate)
@@ -140,7 +140,7 @@ def plan(args: argparse.Namespace, forget: list[str] | None = None, goal: str = 
 
 def open_session(args: argparse.Namespace, plan: Plan, rt: RuntimeOptions) -> Session:
     """Say the plan's notes, then load the model and score the original."""
-    from ktmu.runs.session import open_session as open_
+    from ktmu.workflows.session import open_session as open_
 
     for note in plan.notes:
         say(note)
@@ -149,7 +149,7 @@ def open_session(args: argparse.Namespace, plan: Plan, rt: RuntimeOptions) -> Se
 
 
 def train_config(args: argparse.Namespace) -> TrainConfig:
-    from ktmu.runs.options import train_config as config
+    from ktmu.workflows.options import train_config as config
 
     return config(lr=args.lr, epochs=args.epochs, seed=args.seed, batch_size=args.batch_size, workers=args.workers,
                   selection=getattr(args, "selection", None), schedule=getattr(args, "schedule", None),
@@ -166,13 +166,13 @@ def audit_config(args: argparse.Namespace) -> AuditConfig:
 
 def auditors(args: argparse.Namespace) -> SeedAuditors | None:
     """With ``--audit``: the per-seed auditors of an unlearning command's runs, else None."""
-    from ktmu.runs.audits import SeedAuditors
+    from ktmu.workflows.audits import SeedAuditors
 
     return SeedAuditors(audit_config(args)) if args.audit else None
 
 
 def provenance(args: argparse.Namespace) -> dict:
-    from ktmu.runs.provenance import run_provenance
+    from ktmu.workflows.provenance import run_provenance
 
     return run_provenance(getattr(args, "data_root", None), getattr(args, "hierarchy", None))
 

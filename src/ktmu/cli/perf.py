@@ -11,7 +11,7 @@ HELP = "measure unlearning step time per method against plain fine-tuning, evalu
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    from ktmu.runs.perf import PerfOptions
+    from ktmu.workflows.perf import PerfOptions
 
     pd = PerfOptions()
     sp = options.command(subparsers, "perf", HELP)
@@ -32,8 +32,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from ktmu.methods import METHODS
     from ktmu.outputs import prepare_out_file
-    from ktmu.runs.options import check_perf_options
-    from ktmu.runs.perf import PerfOptions, format_perf, run_perf
+    from ktmu.workflows.options import check_perf_options
+    from ktmu.workflows.perf import PerfOptions, format_perf, run_perf
 
     rt = options.runtime(args)
     if args.json:

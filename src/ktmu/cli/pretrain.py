@@ -29,7 +29,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from ktmu.engine.pretrain import PretrainConfig
     from ktmu.report.zero_shot import format_eval_table
-    from ktmu.runs.pretraining import pretrain_checkpoint
+    from ktmu.workflows.pretraining import pretrain_checkpoint
 
     cfg = PretrainConfig(epochs=args.epochs, seed=args.seed, batch_size=args.batch_size, lr=args.lr, limit_per_world=args.limit,
                          without=tuple(args.without or ()))

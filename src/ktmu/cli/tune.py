@@ -11,7 +11,7 @@ HELP = "choose each method's learning rate on forget-set data only"
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    from ktmu.runs.tune import DEFAULT_LRS, THRESHOLD
+    from ktmu.workflows.tune import DEFAULT_LRS, THRESHOLD
 
     sp = options.command(subparsers, "tune", HELP)
     sp.add_argument("--methods", nargs="+", help="default: all registered")
@@ -24,8 +24,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     from ktmu.methods import METHODS
-    from ktmu.runs.options import check_learning_rates
-    from ktmu.runs.tune import tune_lr
+    from ktmu.workflows.options import check_learning_rates
+    from ktmu.workflows.tune import tune_lr
 
     methods = args.methods or METHODS.names()
     for name in methods:

@@ -27,9 +27,9 @@ def run(args: argparse.Namespace) -> int:
     from ktmu.methods.overrides import method_settings
     from ktmu.outputs import prepare_out_dir
     from ktmu.report.tables import text_table
-    from ktmu.runs.options import check_seeds
-    from ktmu.runs.seeded import run_seeds
-    from ktmu.runs.session import save_unlearned
+    from ktmu.workflows.options import check_seeds
+    from ktmu.workflows.seeded import run_seeds
+    from ktmu.workflows.session import save_unlearned
 
     t0 = time.time()
     check_seeds(args.seeds)

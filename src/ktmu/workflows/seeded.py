@@ -1,7 +1,7 @@
 """One method over several seeds, each run optionally audited: the record ``ktmu unlearn`` writes and each row of ``ktmu bench``.
 
 Seed ``i`` is ``session.seed + i``: it draws the forget set and orders the training. With one seed
-the record is that run's (:func:`ktmu.runs.session.run_method`); with several it is the mean over
+the record is that run's (:func:`ktmu.workflows.session.run_method`); with several it is the mean over
 seeds with 95 % intervals (:func:`ktmu.evaluation.seeds.aggregate`), each seed's record under
 ``seeds``. Example::
 
@@ -17,9 +17,9 @@ from typing import Any, Callable, Mapping
 from ktmu.data import ConceptDataset
 from ktmu.engine.config import TrainConfig
 from ktmu.evaluation.seeds import aggregate, run_replicates
-from ktmu.runs.audits import SeedAuditors, with_audit_interval
-from ktmu.runs.options import check_seeds
-from ktmu.runs.session import Session, reseed, run_method
+from ktmu.workflows.audits import SeedAuditors, with_audit_interval
+from ktmu.workflows.options import check_seeds
+from ktmu.workflows.session import Session, reseed, run_method
 
 # finish(run, record, first): completes a seed's record right after its run, while the backbone holds
 # that run's weights (provenance, saving the first seed's weights); ``first`` is True for the first seed.

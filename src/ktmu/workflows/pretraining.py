@@ -60,7 +60,7 @@ def pretrain_checkpoint(out: str | Path, cfg: PretrainConfig, manifest: str | Pa
     from ktmu.data import load_dataset
     from ktmu.engine.pretrain import pretrain
     from ktmu.evaluation.zero_shot import evaluate_domains
-    from ktmu.runs.provenance import command_line, git_commit, versions
+    from ktmu.workflows.provenance import command_line, git_commit, versions
 
     check_pretrain_config(cfg)
     prepare_out_file(out)

@@ -16,7 +16,7 @@ from ktmu.audit.run import AuditConfig, Auditor, audit_over_seeds, check_same_ar
 from ktmu.audit.seeds import aggregate_audits
 from ktmu.backbones import load_backbone
 from ktmu.evaluation.protocol import UnlearningEvaluator
-from ktmu.runs.session import Plan, RuntimeOptions, Session
+from ktmu.workflows.session import Plan, RuntimeOptions, Session
 
 ROLE_ORDER = ("original", "unlearned", "oracle")  # loaded and measured in this order: the reference first
 

@@ -22,7 +22,7 @@ from ktmu.methods import UnlearningMethod, build_method
 from ktmu.evaluation.flags import flags_for, unknown_concept_reasons, weights_changed
 from ktmu.evaluation.metrics import run_summary
 from ktmu.evaluation.protocol import UnlearningEvaluator, check_test_covers_request
-from ktmu.runs.provenance import git_commit, versions
+from ktmu.workflows.provenance import git_commit, versions
 from ktmu.engine.request import MAX_PER_CONCEPT, RequestError, UnlearningRequest
 from ktmu.errors import UsageError
 from ktmu.evaluation.records import RunRecord

@@ -134,7 +134,7 @@ def _input_size(backbone: Backbone) -> int:
 
 def run_perf(opts: PerfOptions, progress: bool = False) -> dict:
     """Measure and return ``{"model", "device", "precision", "step_ratio", "epoch_overhead_ratio", "eval_ratio", "peak_mem_mb", ...}``."""
-    from ktmu.runs.session import RuntimeOptions
+    from ktmu.workflows.session import RuntimeOptions
 
     rt = opts.runtime or RuntimeOptions()
     device = torch.device(rt.device)

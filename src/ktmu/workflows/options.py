@@ -16,8 +16,8 @@ from ktmu.data import ConceptDataset
 from ktmu.engine.config import TrainConfig
 from ktmu.engine.request import MAX_PER_CONCEPT
 from ktmu.errors import UsageError
-from ktmu.runs.perf import PerfOptions
-from ktmu.runs.session import DEFAULT_LEVEL, Plan, RuntimeOptions, plan_session
+from ktmu.workflows.perf import PerfOptions
+from ktmu.workflows.session import DEFAULT_LEVEL, Plan, RuntimeOptions, plan_session
 
 OWN_DATA_WORLDS = ("jsonl", "imagefolder")  # worlds read from the user's own folder: they need --data-root
 
@@ -55,7 +55,7 @@ def data_options(world: str, data_root: str | None = None, hierarchy: str | None
 def plan_run(world: str = "fashion", model: str = "mini-clip", level: str = DEFAULT_LEVEL, forget: Sequence[str] | None = None,
              goal: str = "fine", max_per_concept: int = MAX_PER_CONCEPT, data_root: str | None = None, hierarchy: str | None = None,
              zero_shot: Sequence[str] | None = None, evaluate: bool = True) -> Plan:
-    """:func:`ktmu.runs.session.plan_session` after checking the forget-set size and the world's data options."""
+    """:func:`ktmu.workflows.session.plan_session` after checking the forget-set size and the world's data options."""
     if max_per_concept < 1:
         raise UsageError("--max-per-concept must be at least 1.")
     return plan_session(forget=forget, goal=goal, world=world, model=model, level=level, evaluate=evaluate,

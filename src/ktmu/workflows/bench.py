@@ -1,4 +1,4 @@
-"""A bench: every method on one request from one original, each kept in a :class:`~ktmu.runs.bench_store.BenchStore` as it finishes.
+"""A bench: every method on one request from one original, each kept in a :class:`~ktmu.workflows.bench_store.BenchStore` as it finishes.
 
 :func:`bench_run_key` says what makes two benches the same, so that an interrupted one resumes
 instead of starting over: another learning rate or epoch count is another bench, not a resume.
@@ -13,10 +13,10 @@ from ktmu.data import ConceptDataset
 from ktmu.engine.config import TrainConfig
 from ktmu.evaluation.records import recorded_scores
 from ktmu.outputs import json_ready
-from ktmu.runs.audits import SeedAuditors
-from ktmu.runs.bench_store import BenchStore
-from ktmu.runs.seeded import Finish, run_seeds
-from ktmu.runs.session import RuntimeOptions, Session
+from ktmu.workflows.audits import SeedAuditors
+from ktmu.workflows.bench_store import BenchStore
+from ktmu.workflows.seeded import Finish, run_seeds
+from ktmu.workflows.session import RuntimeOptions, Session
 
 
 def bench_run_key(request: Mapping[str, Any], model: str, world: str, data: Mapping[str, str], zero_shot: Sequence[str] | None,

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from ktmu.methods import build_method
-from ktmu.runs.session import Session
+from ktmu.workflows.session import Session
 from ktmu.engine.trainer import TrainConfig, unlearn
 
 DEFAULT_LRS = (1e-5, 3e-5, 1e-4, 3e-4, 1e-3)  # half-decade grid around the study's 1e-5..1e-4
