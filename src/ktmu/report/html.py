@@ -52,7 +52,7 @@ window.addEventListener('load',function(){
  data.forEach(function(s){try{JSON.parse(s.textContent);parsed++}catch(e){window.ktmuErrors.push('bad data '+s.id+': '+e)}});
  var c=document.getElementById('ktmu-check');
  c.setAttribute('data-figures',figs.length);c.setAttribute('data-rendered',ok);c.setAttribute('data-data',parsed);
- c.setAttribute('data-errors',window.ktmuErrors.length);c.setAttribute('data-error-text',window.ktmuErrors.join(' | '));
+ c.setAttribute('data-errors',window.ktmuErrors.length);c.setAttribute('data-width',document.documentElement.scrollWidth);c.setAttribute('data-error-text',window.ktmuErrors.join(' | '));
  c.textContent='page check: '+ok+' of '+figs.length+' figures rendered, '+parsed+' data blocks read, '+window.ktmuErrors.length+' errors.';
 });
 document.addEventListener('toggle',function(e){var d=e.target;if(!d.classList||!d.classList.contains('numbers'))return;
