@@ -73,6 +73,16 @@ def test_flags_of_any_seed_are_raised_and_missing_numbers_are_left_out():
     assert D.number(float("inf")) is None and D.number(True) is None and D.number(3) == 3.0
 
 
+def test_every_method_gets_its_own_colour_and_none_is_the_original_or_the_oracle():
+    from ktmu.methods import METHODS
+    from ktmu.report.figures import ORACLE, ORIGINAL, colours
+
+    names = ["unlearned", *METHODS.names()]
+    palette = colours(["original", *names, "oracle"])
+    assert palette["original"] == ORIGINAL and palette["oracle"] == ORACLE
+    assert len({palette[n] for n in names} | {ORIGINAL, ORACLE}) == len(names) + 2
+
+
 def _audit_model(role: str, curves: list[list[float]], mass: tuple[float, float, float]) -> list[dict]:
     """One model's per-seed audit records: a relearning curve and a mass split per seed."""
     return [{"role": role, "relearn": {"forget": {"steps": [0, 10, 50], "curve": c}}, "mass": dict(zip(("forgotten", "sibling", "other"), mass))}

@@ -26,7 +26,8 @@ def colours(names: Sequence[str]) -> dict[str, str]:
     """One colour per method name, stable across every figure of a page (original grey, oracle green)."""
     from matplotlib import colormaps
 
-    palette = [colormaps["tab10"](i) for i in range(10)] + [colormaps["tab20b"](i) for i in range(0, 20, 2)]
+    # tab10 without its green and grey (the oracle's and the original's), then tab20b's darker half
+    palette = [colormaps["tab10"](i) for i in range(10) if i not in (2, 7)] + [colormaps["tab20b"](i) for i in range(0, 20, 2)]
     out = {"original": ORIGINAL, "oracle": ORACLE}
     for i, name in enumerate(n for n in dict.fromkeys(names) if n not in out):
         r, g, b, _ = palette[i % len(palette)]
@@ -145,7 +146,10 @@ def training_figure(data: Mapping, palette: Mapping[str, str]) -> Figure:
     methods = data["methods"]
     cols = min(4, len(methods))
     nrows = math.ceil(len(methods) / cols)
-    fig = new_figure(2.3 * nrows + 0.3)
+    height = 2.3 * nrows + 0.3
+    # a fixed grid (no layout engine): with a dozen twin axes, constrained layout's text measuring costs seconds
+    fig = Figure(figsize=(WIDTH, height), dpi=DPI)
+    fig.subplots_adjust(left=0.06, right=0.95, bottom=0.55 / height, top=1 - 0.35 / height, wspace=0.38, hspace=0.7 if nrows > 1 else 0.2)
     axes = fig.subplots(nrows, cols, squeeze=False)
     for ax, m in zip(axes.flat, methods):
         for term, ys in m["terms"].items():  # the total loss thick and black, its terms thin in the default cycle
@@ -155,15 +159,18 @@ def training_figure(data: Mapping, palette: Mapping[str, str]) -> Figure:
         twin.plot(m["epochs"], [math.nan if v is None else v for v in m["forget_acc"]], color="#888888", ls="--", lw=1, marker="x", ms=4,
                   label="forget-train fine acc %")
         twin.set_ylim(-3, 103)
+        twin.set_yticks([0, 50, 100])
         twin.grid(False)
         if m.get("selected_epoch"):
             ax.axvline(m["selected_epoch"], color="#d62728", lw=1, alpha=0.7)
-            ax.annotate("selected", (m["selected_epoch"], 0), xycoords=("data", "axes fraction"), xytext=(2, 3),
+            ax.annotate("selected", (m["selected_epoch"], 1), xycoords=("data", "axes fraction"), xytext=(2, -9),
                         textcoords="offset points", fontsize=7, color="#d62728")
         ax.set_title(m["method"], color=palette.get(m["method"]))
-        ax.set_xlabel("epoch")
+        ax.set_xlabel("epoch", labelpad=1)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.legend(loc="best", fontsize=6, framealpha=0.6)
+        ax.yaxis.set_major_locator(MaxNLocator(nbins=4))
+        # a fixed place ("best" costs a search per panel): losses and accuracy fall, so the lower left is mostly free
+        ax.legend(loc="lower left", fontsize=6, framealpha=0.6)
     for ax in list(axes.flat)[len(methods):]:
         ax.set_visible(False)
     axes[0][0].set_ylabel("loss term")

@@ -32,8 +32,8 @@ def relearn_figure(data: Mapping, palette: Mapping[str, str]) -> Figure:
             style = _style(m, palette)
             ax.plot(d["steps"], m["mean"], marker="o", ms=3, lw=1.5, label=f"{m['model']}" + (f" ({m['seeds']} seeds)" if m["seeds"] > 1 else ""),
                     **style)
-            if m["seeds"] > 1:
-                ax.fill_between(d["steps"], m["low"], m["high"], color=style["color"], alpha=0.15, lw=0)
+            if m["seeds"] > 1:  # fainter bands when many overlap
+                ax.fill_between(d["steps"], m["low"], m["high"], color=style["color"], alpha=0.15 if len(d["models"]) <= 4 else 0.07, lw=0)
         ax.set(xlabel="relearning steps", ylabel="D_f fine accuracy %", title=PART_TITLES.get(part, part), ylim=(-3, 103))
         ax.legend(loc="upper left", fontsize=7)
     return fig

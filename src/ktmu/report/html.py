@@ -24,8 +24,8 @@ h3{font-size:15px;margin:18px 0 6px}
 nav ol{columns:3;margin:6px 0;padding-left:20px}
 .scroll{overflow-x:auto;margin:6px 0}
 table{border-collapse:collapse;font-size:12.5px;font-variant-numeric:tabular-nums}
-th,td{border-bottom:1px solid #e4e4e7;padding:3px 8px;text-align:right;white-space:nowrap}
-th{background:#f4f4f5;position:sticky;top:0}
+th,td{border-bottom:1px solid #e4e4e7;padding:3px 6px;text-align:right;white-space:nowrap}
+th{background:#f4f4f5;white-space:normal;vertical-align:bottom}
 td:first-child,th:first-child{text-align:left}
 td.text,th.text{text-align:left;white-space:normal}
 tr.original td{color:#555;font-style:italic}tr.missing td{color:#a1a1aa}
