@@ -349,11 +349,11 @@ def test_ktmu_audit_over_two_seeds_end_to_end(tmp_path, tiny_checkpoint, capsys)
 
 
 def test_unlearn_and_bench_audit_every_seed(tmp_path, monkeypatch, capsys):
-    import ktmu.cli.app
+    import ktmu.audit.options
 
-    small = ktmu.cli.app._audit_cfg
-    monkeypatch.setattr(ktmu.cli.app, "_audit_cfg", lambda args: replace(small(args), probe_per_class=20,
-                                                                      relearn=RelearnConfig(steps=(0, 2), images_per_concept=4, seed=args.seed)))
+    small = ktmu.audit.options.audit_config
+    monkeypatch.setattr(ktmu.audit.options, "audit_config", lambda max_per_concept, seed, **kw: replace(
+        small(max_per_concept, seed, **kw), probe_per_class=20, relearn=RelearnConfig(steps=(0, 2), images_per_concept=4, seed=seed)))
     roles, seed_free = [], []
     measure, fixed = Auditor.measure, Auditor._seed_free
     monkeypatch.setattr(Auditor, "measure", lambda self, b, role, *a, **kw: roles.append((role, self.cfg.seed)) or measure(self, b, role, *a, **kw))

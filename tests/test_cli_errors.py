@@ -139,20 +139,77 @@ def test_settings_errors_print_no_traceback_in_a_real_process(tmp_path):
 
 
 # ---- a learning rate that wrecks the model ------------------------------------------------------------
-def test_a_huge_learning_rate_is_flagged_collapsed_or_stopped(tmp_path, capsys):
-    """--lr 1e9: either the run stops on a non-finite loss and writes no model, or its results say COLLAPSED."""
+def test_a_huge_learning_rate_stops_the_run_and_writes_no_model(tmp_path, capsys):
+    """--lr 1e9 on the seeded tiny-clip run: nhl-kl's loss becomes nan in epoch 2; the run stops with one line, nothing written."""
     out = tmp_path / "out"
     rc = main(["unlearn", *TINY, "--lr", "1e9", "--epochs", "2", "--out", str(out)])
     io = capsys.readouterr()
-    if rc == 2:
-        line = one_error_line(io.err)
-        assert "loss became" in line and "no model was written" in line and "Lower the learning rate" in line
-        assert not (out / "model.safetensors").exists() and not (out / "results.json").exists()
-    else:
-        assert rc == 0
-        res = json.loads((out / "results.json").read_text())
-        assert res["collapsed"] is True and res["flags"]["collapsed"] is True
-        assert "COLLAPSED" in io.out
+    assert rc == 2
+    line = one_error_line(io.err)
+    assert "the nhl-kl loss became nan at epoch 2; no model was written" in line and "Lower the learning rate (now 1e+09)" in line
+    assert not (out / "model.safetensors").exists() and not (out / "results.json").exists()
+
+
+# ---- other commands' options: refused before anything loads ----------------------------------------
+AUDIT = ["audit", "--model", "tiny-clip", "--original", "tiny-clip", "--quiet", "--out", "OUT"]
+OTHER_COMMAND_CASES = [
+    (["unlearn", *TINY, "--out", "OUT", "--seeds", "0"], "--seeds must be at least 1, got 0"),
+    (["unlearn", *TINY, "--out", "OUT", "--eval-batch-size", "0"], "--eval-batch-size must be at least 1"),
+    (["tune", *TINY, "--lrs", "1e-4", "0"], "--lrs must be positive finite learning rates"),
+    (["tune", *TINY, "--lrs", "nan"], "--lrs must be positive finite learning rates"),
+    (["levels", "--model", "tiny-clip", "--quiet", "--world", "jsonl"], "--world jsonl reads your own images: add --data-root DIR"),
+    ([*AUDIT, "--relearn-steps", "0"], "--relearn-steps must be at least 1, got 0"),
+    ([*AUDIT, "--relearn-images", "0"], "--relearn-images must be at least 1, got 0"),
+    ([*AUDIT, "--probe-per-class", "0"], "at least 1 train image per class, got 0"),
+    ([*AUDIT, "--seeds", "0"], "--seeds must be at least 1, got 0"),
+    (["pretrain", "--out", "OUT/m.safetensors", "--lr", "-1"], "--lr must be a positive finite learning rate, got -1.0"),
+    (["pretrain", "--out", "OUT/m.safetensors", "--batch-size", "0"], "--batch-size must be at least 1, got 0"),
+    (["pretrain", "--out", "OUT/m.safetensors", "--limit", "0"], "--limit must be at least 1 image per world"),
+    (["perf", "--model", "tiny-clip", "--repeats", "0"], "--repeats must be at least 1, got 0"),
+    (["perf", "--model", "tiny-clip", "--images", "0"], "--images must be at least 1, got 0"),
+    (["prepare", "imgnetdogs", "--out", "OUT"], "ktmu prepare imgnetdogs needs --imagenet-root DIR"),
+    (["prepare", "compcars-s", "--out", "OUT"], "ktmu prepare compcars-s needs --root DIR"),
+    (["world", "fashon"], "no built-in world 'fashon'. Did you mean 'fashion'"),
+]
+
+
+@pytest.mark.parametrize("argv, message", OTHER_COMMAND_CASES, ids=[" ".join(a[:1] + a[-2:]) for a, _ in OTHER_COMMAND_CASES])
+def test_other_commands_refuse_bad_options_in_one_line(tmp_path, capsys, no_model, argv, message):
+    out = tmp_path / "out"
+    argv = [a.replace("OUT", str(out)) for a in argv]
+    assert message in refused(capsys, argv, out)
+
+
+# ---- an internal error is a bug: it keeps its traceback ----------------------------------------------
+def _broadcast(*args, **kw):
+    return np.ones(3) + np.ones(2)  # numpy: operands could not be broadcast together (a ValueError, not the user's)
+
+
+def test_an_internal_error_propagates_out_of_main(monkeypatch, tmp_path):
+    import ktmu.report.world
+    import ktmu.runs.session
+
+    monkeypatch.setattr(ktmu.report.world, "format_world", _broadcast)
+    with pytest.raises(ValueError, match="could not be broadcast"):
+        main(["world", "fashion"])
+    monkeypatch.setattr(ktmu.runs.session, "summarize", _broadcast)  # inside the run, after training
+    out = tmp_path / "out"
+    with pytest.raises(ValueError, match="could not be broadcast"):
+        main(["unlearn", *TINY, "--epochs", "1", "--out", str(out)])
+    assert not (out / "results.json").exists()
+
+
+def test_an_internal_error_prints_its_traceback_and_exits_1_in_a_real_process():
+    code = ("import sys, numpy as np, ktmu.report.world as w\n"
+            "w.format_world = lambda *a, **k: np.ones(3) + np.ones(2)\n"
+            "from ktmu.cli import main\n"
+            "sys.exit(main(['world', 'fashion']))\n")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert r.returncode == 1, r.stderr
+    assert "Traceback (most recent call last)" in r.stderr
+    assert r.stderr.strip().splitlines()[-1].startswith("ValueError: operands could not be broadcast together")
+    assert "ktmu: error:" not in r.stderr and "cli/world.py" in r.stderr
 
 
 # ---- data: worlds, levels, concepts, splits -----------------------------------------------------------

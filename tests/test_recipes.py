@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from ktmu.cli.app import _parse_with_recipe, build_parser, main
+from ktmu.cli import main, parse_args
 from ktmu.concepts import builtin_world
 from ktmu.methods import METHODS, build_method
 from ktmu.study.recipes import RecipeError, load_recipe
@@ -25,9 +25,7 @@ def _write(tmp_path, text: str, name: str = "r.yaml") -> Path:
 
 
 def _parse(argv):
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    return _parse_with_recipe(parser, argv, args) if getattr(args, "config", None) else args
+    return parse_args(argv)
 
 
 # ---- the shipped recipes ---------------------------------------------------------------------------------------

@@ -271,3 +271,11 @@ def builtin_world(name: str) -> Hierarchy:
         known = sorted(p.stem for p in path.parent.glob("*.yaml"))
         raise HierarchyError(f"no built-in world {name!r}.{suggest(name, known)} Built-in worlds: {', '.join(known)}.")
     return Hierarchy.load(path)
+
+
+WORLD_FILE_SUFFIXES = (".yaml", ".yml", ".json")  # a name ending so is a world file, anything else a built-in world
+
+
+def load_world(name_or_path: str | Path) -> Hierarchy:
+    """A world by built-in name (``fashion``) or from a world file (``.yaml``/``.yml``/``.json``), as ``ktmu world`` takes it."""
+    return Hierarchy.load(name_or_path) if Path(name_or_path).suffix in WORLD_FILE_SUFFIXES else builtin_world(str(name_or_path))

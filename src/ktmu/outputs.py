@@ -1,12 +1,21 @@
-"""Files that survive: every output is written to a temporary file beside it and renamed into place."""
+"""Files that survive: every output is written to a temporary file beside it and renamed into place.
+
+Every JSON file ktmu writes (and every JSON it prints for machines) is strict JSON: NaN and
+±infinity, which Python's ``json`` would write as the non-standard tokens ``NaN``/``Infinity``, are
+written as ``null`` (:func:`json_ready`), and the encoder runs with ``allow_nan=False`` so that a
+stray non-finite value is an error, never a file other tools cannot read.
+"""
 from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
+
+import numpy as np
 
 from ktmu.errors import KtmuError
 
@@ -31,13 +40,60 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
 
 
 def write_text_atomic(path: str | Path, text: str) -> Path:
+    """Write ``text`` to ``path`` atomically (a reader sees the old file or the whole new one)."""
     with atomic_path(path) as tmp:
         tmp.write_text(text)
     return Path(path)
 
 
+def json_ready(obj: Any) -> Any:
+    """``obj`` as strict JSON holds it: NaN and ±infinity become None, numpy scalars Python ones, tuples lists.
+
+    Keys are kept as they are (a numpy scalar key becomes the Python one; JSON writes both alike).
+    Anything ``json`` cannot write (a Path, a tensor) is left as it is for the encoder to refuse:
+    that is a bug to see, not a value to guess at. Example:
+    ``json_ready({"qu": float("nan"), "n": np.int64(3), "ci": (1.0, float("inf"))})`` ->
+    ``{"qu": None, "n": 3, "ci": [1.0, None]}``.
+    """
+    if isinstance(obj, dict):
+        return {(k.item() if isinstance(k, np.generic) else k): json_ready(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_ready(v) for v in obj]
+    if isinstance(obj, (bool, np.bool_)):
+        return bool(obj)
+    if isinstance(obj, (float, np.floating)):
+        value = float(obj)
+        return value if math.isfinite(value) else None
+    if isinstance(obj, np.integer):
+        return int(obj)
+    return obj
+
+
+def dumps_json(obj: Any, indent: int | None = 2, **kw: Any) -> str:
+    """Strict JSON text of ``obj`` (:func:`json_ready`, then ``allow_nan=False``); ``kw`` go to :func:`json.dumps`."""
+    return json.dumps(json_ready(obj), indent=indent, allow_nan=False, **kw)
+
+
 def write_json_atomic(path: str | Path, obj: Any) -> Path:
-    return write_text_atomic(path, json.dumps(obj, indent=2) + "\n")
+    """Write ``obj`` as strict, indented JSON to ``path`` atomically."""
+    return write_text_atomic(path, dumps_json(obj) + "\n")
+
+
+class OutputError(KtmuError, ValueError):
+    """An output file or --out folder that cannot be used as asked; the message says what to do."""
+
+
+def prepare_out_file(path: str | Path) -> Path:
+    """Refuse an output file that could not be written (a folder, under a file, in a read-only folder), before any compute."""
+    p = Path(path)
+    if p.is_dir():
+        raise OutputError(f"{p} is a folder; give a file path for the JSON output.")
+    parent = p.parent if str(p.parent) else Path(".")
+    if parent.exists() and not parent.is_dir():
+        raise OutputError(f"cannot write {p}: {parent} is a file, not a folder.")
+    if parent.exists() and not os.access(parent, os.W_OK):
+        raise OutputError(f"cannot write {p}: folder {parent} is not writable.")
+    return p
 
 
 # ---- the --out folder ----------------------------------------------------------------------------
@@ -46,10 +102,6 @@ def write_json_atomic(path: str | Path, obj: Any) -> Path:
 KTMU_FILES = frozenset({"results.json", "table.md", "model.safetensors", "bench.json", "audit.json", "report.html"})
 KTMU_DIRS = frozenset({"methods"})  # per-method records: KTMU_FILES or <method>.json, also in subfolders
 PROBE_PREFIX = ".ktmu-write-probe-"
-
-
-class OutputError(KtmuError, ValueError):
-    """An --out folder that cannot be used as asked; the message says what to do."""
 
 
 def _is_ktmu_file(name: str, in_ktmu_dir: bool) -> bool:

@@ -66,6 +66,7 @@ from ktmu.audit.seeds import ProbeHits, WorstHits, aggregate_audits, audit_repli
 from ktmu.audit.similarity import sibling_damage
 from ktmu.audit.worst_case import worst_case_quality
 from ktmu.errors import KtmuError
+from ktmu.outputs import json_ready
 
 if TYPE_CHECKING:
     from ktmu.runs.session import Session
@@ -369,7 +370,7 @@ class Auditor:
         original, oracle = measurements["original"], measurements.get("oracle")
         order = [r for r in ROLES if r in measurements] + [r for r in measurements if r not in ROLES]
         models = {r: self.record(measurements[r], original, oracle) for r in order}
-        return clean({"request": self.request_record(), "settings": self.settings_record(), "models": models,
+        return json_ready({"request": self.request_record(), "settings": self.settings_record(), "models": models,
                       "seconds": {r: m.seconds.get("total") for r, m in measurements.items()}})
 
     def request_record(self) -> dict:
@@ -526,19 +527,3 @@ def _oracle_gap(m: Measurement, oracle: Measurement, mass, oracle_mass) -> dict:
     gap["relearn"] = relearn
     gap["mass"] = {k: getattr(mass, k) - getattr(oracle_mass, k) for k in ("forgotten", "sibling", "other")}
     return gap
-
-
-def clean(obj):
-    """JSON-ready: numpy scalars to Python, NaN and infinities to None, tuples to lists."""
-    if isinstance(obj, dict):
-        return {str(k): clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [clean(v) for v in obj]
-    if isinstance(obj, (np.floating, float)):
-        v = float(obj)
-        return v if math.isfinite(v) else None
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, np.bool_):
-        return bool(obj)
-    return obj

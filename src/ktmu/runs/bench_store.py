@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from ktmu.outputs import OutputError, prepare_out_dir, write_json_atomic
+from ktmu.outputs import OutputError, dumps_json, prepare_out_dir, write_json_atomic
 from ktmu.engine.config import TrainConfig
 
 MANIFEST = "bench.json"
@@ -41,7 +41,7 @@ class BenchStore:
         """Check ``out`` before any compute: resume a matching partial bench, or start a new one where allowed."""
         root = Path(out)
         manifest = root / MANIFEST
-        key = json.loads(json.dumps(run_key))  # as it reads back from JSON
+        key = json.loads(dumps_json(run_key))  # as it reads back from the strict JSON written
         if manifest.is_file() and not overwrite:
             try:
                 old = json.loads(manifest.read_text())
@@ -69,7 +69,7 @@ class BenchStore:
             saved = json.loads(path.read_text())
         except (OSError, json.JSONDecodeError):
             return None  # a torn write cannot happen (atomic), but a hand-edited file is simply re-run
-        if saved.get("key") != json.loads(json.dumps(_method_key(name, cfg))):
+        if saved.get("key") != json.loads(dumps_json(_method_key(name, cfg))):
             return None
         return saved["record"]
 

@@ -31,10 +31,11 @@ def versions() -> dict[str, str]:
     return out
 
 
-_ARGV: list[str] | None = None  # set by ktmu.cli.app.main: the arguments of this command, also when called from Python
+_ARGV: list[str] | None = None  # set by ktmu.cli.main: the arguments of this command, also when called from Python
 
 
 def set_command(argv: list[str]) -> None:
+    """Record ``argv`` as the arguments of the ``ktmu`` command being run (results carry it)."""
     global _ARGV
     _ARGV = list(argv)
 
@@ -63,3 +64,13 @@ def file_record(path: str | Path) -> dict[str, str]:
             for chunk in iter(lambda: fh.read(1 << 20), b""):
                 h.update(chunk)
     return {"path": str(p.resolve()), "sha256": h.hexdigest() if files else "missing"}
+
+
+def run_provenance(data_root: str | Path | None = None, hierarchy: str | Path | None = None) -> dict:
+    """What a run's record keeps of where it came from: the command line, and the hash of your own data folder and hierarchy file."""
+    out: dict = {"command": command_line()}
+    if data_root:
+        out["data_root"] = file_record(data_root)
+    if hierarchy:
+        out["hierarchy"] = file_record(hierarchy)
+    return out

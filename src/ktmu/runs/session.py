@@ -23,6 +23,7 @@ from ktmu.evaluation.metrics import RunFlags, run_flags, summarize, summarize_ch
 from ktmu.evaluation.protocol import UnlearningEvaluator, check_test_covers_request
 from ktmu.runs.provenance import git_commit, versions
 from ktmu.engine.request import MAX_PER_CONCEPT, RequestError, UnlearningRequest
+from ktmu.errors import UsageError
 from ktmu.evaluation.records import RunRecord
 from ktmu.engine.trainer import Reference, TrainConfig, compute_reference, unlearn
 
@@ -77,7 +78,7 @@ def level_request(world: Hierarchy, level: str) -> list[str]:
     if level not in world.levels:
         from ktmu.registry import suggest
 
-        raise ValueError(f"world {world.name!r} has no level {level!r}.{suggest(level, list(world.levels))} Levels: {', '.join(world.levels) or 'none'}.")
+        raise RequestError(f"world {world.name!r} has no level {level!r}.{suggest(level, list(world.levels))} Levels: {', '.join(world.levels) or 'none'}.")
     return list(world.levels[level])
 
 
@@ -183,7 +184,7 @@ def flags_for(original: dict, unlearned: dict, goal: str, weight_change: float) 
 def run_method(session: Session, method: str, train_cfg: TrainConfig | None = None, progress: bool = True, **hyper) -> dict:
     """Unlearn with ``method`` from the session's original weights; returns the results.json record."""
     if session.evaluator is None or session.original_scores is None:
-        raise ValueError("this session was opened with evaluate=False; open one with evaluate=True to score methods.")
+        raise UsageError("this session was opened with evaluate=False; open one with evaluate=True to score methods.")
     m = build_method(method, **hyper)
     cfg = train_cfg or TrainConfig(seed=session.seed, workers=session.runtime.workers)
     reference = session.reference_for(m)

@@ -19,7 +19,7 @@ from typing import Any, Iterable
 
 from ktmu.concepts import builtin_world
 from ktmu.data import DatasetError
-from ktmu.outputs import atomic_path
+from ktmu.outputs import atomic_path, dumps_json
 
 LISTS = Path(__file__).resolve().parent.parent / "worlds"  # the study's image lists ship beside the world files, gzipped
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
@@ -65,7 +65,7 @@ def _missing_error(what: str, missing: list[Path], total: int, hint: str) -> Pre
 
 
 def _jsonl(records: Iterable[dict[str, Any]]) -> str:
-    return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+    return "".join(dumps_json(r, indent=None, ensure_ascii=False) + "\n" for r in records)
 
 
 def _write_all(out: Path, texts: dict[str, str]) -> None:
@@ -202,7 +202,7 @@ def prepare_imgnetdogs(imagenet_root: str | Path, out: str | Path, val_labels: s
     _write_all(Path(out), {
         "train.jsonl": _jsonl(_records(zip(train_paths, train))),
         "test.jsonl": _jsonl(_records(zip(test_paths, test))),
-        "prepared.json": json.dumps(summary, indent=2) + "\n",
+        "prepared.json": dumps_json(summary) + "\n",
     })
     return summary
 
@@ -276,6 +276,6 @@ def prepare_compcars_s(root: str | Path, out: str | Path) -> dict[str, Any]:
     _write_all(Path(out), {
         "train.jsonl": _jsonl(_records(train_items)),
         "test.jsonl": _jsonl(_records(zip(test_paths, test))),
-        "prepared.json": json.dumps(summary, indent=2) + "\n",
+        "prepared.json": dumps_json(summary) + "\n",
     })
     return summary

@@ -16,15 +16,18 @@ A recipe has three parts (each file begins with a comment giving the command tha
 
 Everything is checked when the file is read, before any data or model loads: an unknown key, a
 value of the wrong type or out of range is a :class:`RecipeError` naming the file and the key (with
-did-you-mean for misspelt keys and method names). The values become the command's defaults; a
-flag given on the command line always wins (see ``ktmu.cli.app``).
+did-you-mean for misspelt keys and method names). The values become the command's defaults
+(:func:`recipe_defaults`); a flag given on the command line always wins (see :func:`ktmu.cli.parse_args`),
+and results.json records the file and what the command line changed (:func:`recipe_record`).
+:func:`check_recipe` checks the names a recipe refers to without loading any data or model
+(``ktmu validate``); :func:`recipe_files` lists the shipped recipes (``ktmu ls recipes``).
 """
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Mapping
 
 import yaml
 
@@ -192,3 +195,125 @@ def load_recipe(path: str | Path) -> Recipe:
     trainer = _trainer(_mapping(raw.get("trainer"), "trainer", p), p)
     methods = _methods(_mapping(raw.get("methods"), "methods", p), p)
     return Recipe(p, _sha256(data), session, trainer, methods)
+
+
+# ---- a recipe meets a command -----------------------------------------------------------------------
+# Trainer fields with a command-line flag of the same name: a recipe's value becomes that flag's
+# default. The other trainer fields travel to the TrainConfig as ``trainer_settings``.
+TRAINER_FLAGS = ("lr", "epochs", "batch_size", "selection", "schedule")
+
+
+def recipe_defaults(recipe: Recipe, command: str) -> dict[str, Any]:
+    """A command's defaults from a recipe: session keys and flagged trainer fields by name, the other trainer fields bundled.
+
+    ``trainer_settings`` holds the trainer fields without a flag, ``recipe`` the recipe itself; for
+    ``bench`` the recipe's ``methods:`` section is what runs (``methods``).
+    """
+    defaults = {k: v for k, v in recipe.session.items() if v is not None}
+    defaults.update({k: v for k, v in recipe.trainer.items() if k in TRAINER_FLAGS})
+    defaults["trainer_settings"] = {k: v for k, v in recipe.trainer.items() if k not in TRAINER_FLAGS}
+    defaults["recipe"] = recipe
+    if command == "bench" and recipe.methods:
+        defaults["methods"] = list(recipe.methods)
+    return defaults
+
+
+def check_recipe_zero_shot(recipe: Recipe, zero_shot: list[str] | None) -> str | None:
+    """Check the run's ``--zero-shot`` against the recipe's suite; a note to print when they differ, else None.
+
+    A recipe names its zero-shot domains; the folders of those read from disk must come from the
+    command line (``--zero-shot NAME=DIR``, or ``--zero-shot none``): else a :class:`RecipeError`.
+    """
+    from ktmu.data.domains import DOMAINS
+
+    names = recipe.session.get("zero_shot")
+    if not names or names == ["none"]:
+        return None
+    given = zero_shot or []
+    if given == names:  # not given on the command line
+        need = [n for n in names if DOMAINS.get(n).needs_root]
+        if need:
+            raise RecipeError(f"{recipe.path} measures zero-shot on {', '.join(names)}: give their folders, "
+                              f"--zero-shot {' '.join(f'{n}=DIR' for n in names)} (or --zero-shot none to skip them).")
+        return None
+    ran = sorted(g.partition("=")[0].lower() for g in given)
+    if ran != sorted(n.lower() for n in names):
+        return (f"note: {recipe.path} measures zero-shot on {', '.join(names)}; this run measures {', '.join(ran) or 'none'} "
+                "(--zero-shot), so its zero-shot column is not the recipe's.")
+    return None
+
+
+def recipe_record(recipe: Recipe | None, session: Mapping[str, Any], cfg: TrainConfig,
+                  hypers: Mapping[str, Mapping[str, Any]]) -> dict[str, Any] | None:
+    """What results.json records of the recipe (None without one): file, sha256, content, the values that ran, what the command line changed.
+
+    ``session``: the run's value of every :data:`SESSION_KEYS` key; ``hypers``: method -> the settings it ran with.
+    """
+    from ktmu.methods import build_method
+
+    if recipe is None:
+        return None
+    trainer = asdict(cfg)
+    methods = {name: build_method(name, **h).hyperparameters() for name, h in hypers.items()}
+    changed = [k for k, v in recipe.session.items() if v is not None and session.get(k) != v]
+    changed += [f"trainer.{k}" for k, v in recipe.trainer.items() if trainer.get(k) != v]
+    changed += [f"methods.{m}.{k}" for m in methods for k, v in recipe.methods.get(m, {}).items() if methods[m].get(k) != v]
+    return {"path": str(recipe.path), "absolute_path": str(recipe.path.resolve()), "sha256": recipe.sha256, "file": recipe.values(),
+            "resolved": {**{k: session.get(k) for k in SESSION_KEYS}, "trainer": trainer, "methods": methods},
+            "overridden_on_command_line": changed}
+
+
+# ---- checking and listing recipes ------------------------------------------------------------------
+COMMAND_DEFAULTS = {"world": "fashion"}  # the commands' default world, for a recipe that names a level but no world
+
+
+def check_recipe(recipe: Recipe) -> None:
+    """Check what :func:`load_recipe` leaves to run time and needs no data: the model kind, precision, goal and level.
+
+    A level is checked against a built-in world's hierarchy; a world read from your own folder
+    (jsonl, imagefolder) takes its hierarchy from the command line, so its level is not checked here.
+    """
+    from ktmu.backbones import BACKBONES
+    from ktmu.concepts import HierarchyError, builtin_world
+    from ktmu.engine.request import GOALS
+    from ktmu.runtime.device import PRECISIONS
+
+    s = recipe.session
+    kind = str(s.get("model") or "mini-clip").partition(":")[0]
+    if kind not in BACKBONES:
+        raise RecipeError(f"{recipe.path}: model: unknown backbone kind {kind!r}.{suggest(kind, BACKBONES.names())} "
+                          f"Known kinds: {', '.join(BACKBONES.names())}.")
+    for key, choices in (("precision", PRECISIONS), ("goal", GOALS)):
+        if s.get(key) is not None and s[key] not in choices:
+            raise RecipeError(f"{recipe.path}: {key} must be one of {', '.join(choices)}, got {s[key]!r}.{suggest(s[key], list(choices))}")
+    if s.get("level") is None:
+        return
+    world = s.get("world") or COMMAND_DEFAULTS["world"]
+    try:
+        levels = builtin_world(world).levels
+    except HierarchyError:
+        return  # a world of your own: its levels come with --hierarchy
+    if s["level"] not in levels:
+        raise RecipeError(f"{recipe.path}: level: world {world!r} has no level {s['level']!r}.{suggest(s['level'], list(levels))} "
+                          f"Levels: {', '.join(levels) or 'none'}.")
+
+
+def recipe_folder() -> Path | None:
+    """The ``configs/`` folder of the ktmu checkout this module runs from, else ``./configs``, else None."""
+    for folder in (Path(__file__).resolve().parents[3] / "configs", Path("configs")):
+        if folder.is_dir():
+            return folder
+    return None
+
+
+def recipe_command(path: str | Path) -> str:
+    """A recipe file's first comment line, the command that runs it (a trailing line-continuation ``\\`` dropped); '' without one."""
+    lines = Path(path).read_text(encoding="utf-8", errors="replace").splitlines()
+    first = next((line.lstrip("#").strip() for line in lines if line.startswith("#")), "")
+    return first.removesuffix("\\").strip()
+
+
+def recipe_files(folder: str | Path | None = None) -> list[tuple[Path, str]]:
+    """Every ``*.yaml`` under ``folder`` (default :func:`recipe_folder`) with :func:`recipe_command`."""
+    root = Path(folder) if folder is not None else recipe_folder()
+    return [] if root is None else [(path, recipe_command(path)) for path in sorted(root.rglob("*.yaml"))]

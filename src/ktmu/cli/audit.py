@@ -1,0 +1,66 @@
+"""``ktmu audit``: whether a forgotten concept is gone or only its name (aliases, templates, a linear probe, relearning, mass)."""
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+from typing import Any
+
+from ktmu.cli import options
+from ktmu.cli.console import dump, is_main, say
+
+HELP = ("audit whether a forgotten concept is gone or only its name: aliases, templates, a linear probe, "
+        "relearning, where the predictions go")
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    from ktmu.audit.options import RELEARN_STEPS
+    from ktmu.audit.relearn import RelearnConfig
+    from ktmu.audit.run import AuditConfig
+
+    sp = options.command(subparsers, "audit", HELP)
+    sp.add_argument("--model", required=True, help="the audited (unlearned) model, e.g. mini-clip:runs/nhl/model.safetensors")
+    sp.add_argument("--original", required=True, help="the model before unlearning, same architecture (e.g. mini-clip)")
+    sp.add_argument("--oracle", help="a model of the same architecture that never learned the concept (optional)")
+    options.add_world_options(sp, model=False)
+    options.add_request_options(sp)
+    options.add_level_option(sp)
+    sp.add_argument("--max-per-concept", type=int, default=150, help="the unlearning run's forget-set size per concept (its images are excluded)")
+    sp.add_argument("--seed", type=int, default=0, help="the unlearning run's seed (which forget set), and the audit's own draws")
+    sp.add_argument("--seeds", type=int, default=1,
+                    help="repeat the audit's own draws N times (seeds --seed, --seed+1, ...: probe images, relearning images and order; "
+                         "the forget set stays --seed's); numbers become mean ± 95 %% interval (bootstrap over D_f test images, pooled)")
+    sp.add_argument("--probe-per-class", type=int, default=AuditConfig.probe_per_class, help="linear-probe train images per fine class")
+    sp.add_argument("--relearn-steps", type=int, default=RELEARN_STEPS, help="relearning budget in steps (curve at 0, 1/5, 1/2, all)")
+    sp.add_argument("--relearn-images", type=int, default=RelearnConfig.images_per_concept, help="relearning images per concept")
+    sp.add_argument("--force", action="store_true", help="audit even when the original model does not know the concept")
+    options.add_out_folder(sp, "audit.json", overwrite="replace an earlier audit.json in --out")
+    options.add_runtime_options(sp, training=False)
+    return sp
+
+
+def run(args: argparse.Namespace) -> int:
+    from ktmu.audit.report import audit_table
+    from ktmu.outputs import OutputError, prepare_out_dir
+    from ktmu.runs.audits import audit_checkpoints
+    from ktmu.runs.options import check_seeds
+    from ktmu.runs.provenance import git_commit, versions
+
+    t0 = time.time()
+    check_seeds(args.seeds)
+    cfg = options.audit_config(args)
+    rt = options.runtime(args)
+    plan = options.plan(args, args.forget, args.goal)
+    out = Path(args.out)
+    if is_main():
+        out = prepare_out_dir(args.out, resume=True)  # created and writable; only audit.json is ever replaced here
+        if (out / "audit.json").exists() and not args.overwrite:
+            raise OutputError(f"{out} already holds an audit.json; pass --overwrite to replace it, or choose another folder.")
+    specs = {"original": args.original, "unlearned": args.model, **({"oracle": args.oracle} if args.oracle else {})}
+    result = audit_checkpoints(plan, specs, cfg, rt, args.seeds, progress=not args.quiet, log=say)
+    result["provenance"] = {**options.provenance(args), "models": specs, "git_commit": git_commit(), "versions": versions()}
+    result["seconds"]["total"] = round(time.time() - t0, 1)
+    dump(result, out / "audit.json")
+    say(audit_table(result))
+    say(f"wrote {out / 'audit.json'} ({time.time() - t0:.1f} s)")
+    return 0
