@@ -48,8 +48,16 @@ def tiny_run(tmp_path_factory):
     """A real unlearn run on tiny-clip: model.safetensors and results.json."""
     out = tmp_path_factory.mktemp("export-run") / "run"
     assert main(["unlearn", "--model", "tiny-clip", "--method", "ga", "--force", "--epochs", "1", "--max-per-concept", "10",
-                 "--zero-shot", "none", "--out", str(out), "--quiet"]) == 0
+                 "--zero-shot", "none", "--out", str(out), "--export", str(out.parent / "exported"), "--quiet"]) == 0
     return out
+
+
+def test_unlearn_export_flag_writes_the_runs_model_with_its_card(tiny_run):
+    folder = tiny_run.parent / "exported"
+    assert sorted(p.name for p in folder.iterdir()) == ["README.md", "ktmu_export.json", "model.safetensors"]
+    record = json.loads((folder / "ktmu_export.json").read_text())
+    assert record["format"] == "ktmu" and record["method"] == "ga" and record["spec"] == f"tiny-clip:{tiny_run / 'model.safetensors'}"
+    assert "# tiny-clip with shirt unlearned (ga)" in (folder / "README.md").read_text()
 
 
 # ---- round trips: one fresh interpreter loads all three exports -------------------------------------------
@@ -175,9 +183,13 @@ def test_model_card_numbers_are_the_results_records(tiny_run, tmp_path):
     ("hf:some/dir", "open_clip", "does not apply to hf: models"),
     ("mini-clip", "onnx", "--format 'onnx' is not an export format"),
 ])
-def test_formats_that_do_not_apply_are_refused_before_anything_loads(spec, fmt_, says, tmp_path):
+def test_formats_that_do_not_apply_are_refused_before_anything_loads(spec, fmt_, says, tmp_path, capsys):
     with pytest.raises(ExportError, match=says.replace("(", r"\(").replace(")", r"\)")):
         export_model(spec, tmp_path / "x", fmt_)
+    if fmt_ != "onnx":  # (argparse refuses a format it does not list by itself)
+        assert main(["export", "--model", spec, "--format", fmt_, "--out", str(tmp_path / "x")]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("ktmu: error: --format") and err.count("\n") == 1
     assert not (tmp_path / "x").exists()
     assert check_format("tiny-clip") == "ktmu" and check_format("hf:d") == "hf" and check_format("open_clip:ViT-B-32") == "open_clip"
 

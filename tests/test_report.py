@@ -7,7 +7,6 @@ tests/test_report_browser.py.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import re
 import shutil
@@ -123,10 +122,10 @@ def test_audit_verdict_against_the_oracle():
 def runs(tmp_path_factory):
     """Real run folders of every kind on tiny-clip, made once: bench (audited, 2 seeds), unlearn, audit, perf."""
     root = tmp_path_factory.mktemp("report-runs")
-    assert main(["bench", "--methods", "ga", "nhl-kl", "--audit", "--seeds", "2", "--out", str(root / "bench"), *TINY]) == 0
-    assert main(["unlearn", "--method", "ga", "--zero-shot", "none", "--out", str(root / "unlearn"), *TINY]) == 0
+    assert main(["bench", "--methods", "ga", "nhl-kl", "--audit", "--seeds", "2", "--report", "--out", str(root / "bench"), *TINY]) == 0
+    assert main(["unlearn", "--method", "ga", "--zero-shot", "none", "--report", "--out", str(root / "unlearn"), *TINY]) == 0
     assert main(["audit", "--model", f"tiny-clip:{root / 'unlearn' / 'model.safetensors'}", "--original", "tiny-clip",
-                 "--oracle", "tiny-clip", "--out", str(root / "audit"), *AUDIT_FAST]) == 0
+                 "--oracle", "tiny-clip", "--report", "--out", str(root / "audit"), *AUDIT_FAST]) == 0
     assert main(["perf", "--model", "tiny-clip", "--methods", "ga", "nhl-kl", "--steps", "1", "--repeats", "1", "--images", "64",
                  "--epochs", "1", "--json", str(root / "perf.json"), "--quiet"]) == 0
     return root
@@ -183,7 +182,7 @@ def test_mixed_report_embeds_the_records_own_numbers(runs, mixed_page):
 
 def test_report_of_one_folder_defaults_to_report_html_and_figures_go_to_files(runs, tmp_path):
     run = tmp_path / "unlearn"
-    shutil.copytree(runs / "unlearn", run)
+    shutil.copytree(runs / "unlearn", run, ignore=shutil.ignore_patterns("report.html"))  # the one --report wrote
     assert write_report(run, figures_dir=tmp_path / "figs", fmt="svg") == run / "report.html"
     files = sorted(p.name for p in (tmp_path / "figs").iterdir())
     assert files == ["01-tradeoff-1.svg", "02-classes-unlearn.svg", "03-training-unlearn.svg"]
@@ -236,18 +235,14 @@ def test_records_missing_keys_still_make_a_page(runs, tmp_path):
     assert [f.slug for f in report.figures] == ["tradeoff-1"] and "no results rows in this run" in report.html
 
 
-def _cli(argv: list[str]) -> int:
-    """``ktmu report`` through its command module, with the CLI's error boundary (one line, exit 2)."""
-    from ktmu.cli import report as command
-    from ktmu.errors import KtmuError
+def test_the_report_flag_of_unlearn_bench_and_audit_leaves_the_page_in_the_run_folder(runs):
+    for kind, figures in (("bench", 7), ("unlearn", 3), ("audit", 4)):
+        html = (runs / kind / "report.html").read_text()
+        assert html.count('<img class="ktmu-figure"') == figures and "made by ktmu" in html
 
-    parser = argparse.ArgumentParser(prog="ktmu")
-    command.add_parser(parser.add_subparsers(dest="command"))
-    try:
-        return command.run(parser.parse_args(["report", *argv]))
-    except KtmuError as e:
-        print(f"ktmu: error: {e}")
-        return 2
+
+def _cli(argv: list[str]) -> int:
+    return main(["report", *argv])
 
 
 def test_bad_input_is_one_error_line_and_nothing_written(runs, tmp_path, capsys):
@@ -255,19 +250,21 @@ def test_bad_input_is_one_error_line_and_nothing_written(runs, tmp_path, capsys)
     empty.mkdir()
     (empty / "notes.txt").write_text("mine")
     assert _cli([str(empty), "--out", str(tmp_path / "r.html")]) == 2
-    assert capsys.readouterr().out.strip() == (f"ktmu: error: {empty} holds no ktmu results: expected results.json (ktmu unlearn or "
+    assert capsys.readouterr().err.strip() == (f"ktmu: error: {empty} holds no ktmu results: expected results.json (ktmu unlearn or "
                                                "bench), bench.json with methods/*.json (a bench that has not finished), audit.json "
                                                "(ktmu audit) or a ktmu perf --json file.")
     broken = tmp_path / "broken"
     broken.mkdir()
     (broken / "results.json").write_text('{"method": "ga", ')
     assert _cli([str(broken), "--out", str(tmp_path / "r.html")]) == 2
-    assert f"{broken / 'results.json'} is not valid JSON" in capsys.readouterr().out
+    assert f"{broken / 'results.json'} is not valid JSON" in capsys.readouterr().err
     assert _cli([str(runs / "unlearn"), str(runs / "audit")]) == 2
-    assert "--out FILE.html is needed for several runs" in capsys.readouterr().out
+    assert "--out FILE.html is needed for several runs" in capsys.readouterr().err
     assert _cli([str(tmp_path / "nowhere"), "--out", str(tmp_path / "r.html")]) == 2
     assert not (tmp_path / "r.html").exists()
-    assert _cli([str(runs / "unlearn"), "--out", str(tmp_path / "ok.html"), "--quiet"]) == 0 and (tmp_path / "ok.html").is_file()
+    assert capsys.readouterr().err.count("ktmu: error:") == 1
+    assert _cli([str(runs / "unlearn"), "--out", str(tmp_path / "ok.html")]) == 0 and (tmp_path / "ok.html").is_file()
+    assert capsys.readouterr().out.startswith(f"wrote {tmp_path / 'ok.html'} (")
 
 
 # ---- the page in a real browser ----------------------------------------------------------------------------

@@ -2,23 +2,27 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
+
+from ktmu.cli import options
+from ktmu.cli.console import say
 
 
-def add_parser(subparsers) -> argparse.ArgumentParser:
+HELP = ("write a model (e.g. an unlearned checkpoint) in the format its ecosystem loads, with a model card: hf: models as a "
+        "save_pretrained folder, open_clip: models as an open_clip checkpoint and config, mini-clip / tiny-clip as a ktmu checkpoint")
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Declare ``ktmu export`` and its options."""
     from ktmu.backbones.export import FORMATS
 
-    sp = subparsers.add_parser("export", help="write a model as a Hugging Face / open_clip / ktmu folder with a model card",
-                               description="Export a model (e.g. an unlearned checkpoint) in the format its ecosystem loads: hf: "
-                                           "models as a save_pretrained folder, open_clip: models as an open_clip checkpoint with its "
-                                           "config, mini-clip / tiny-clip as a ktmu checkpoint; README.md is a model card.")
+    sp = options.command(subparsers, "export", HELP)
     sp.add_argument("--model", required=True, help="the model to export, e.g. mini-clip:runs/nhl/model.safetensors or hf:DIR:CKPT.safetensors")
     sp.add_argument("--out", required=True, help="the folder to write (new or empty)")
     sp.add_argument("--format", choices=("auto", *FORMATS), default="auto",
                     help="auto (the model's own: hf for hf:, open_clip for open_clip:, ktmu for mini-clip/tiny-clip), hf, open_clip or ktmu")
     sp.add_argument("--results", help="the unlearn run's results.json for the model card (default: the one beside the checkpoint)")
     sp.add_argument("--overwrite", action="store_true", help="replace an earlier ktmu export in --out")
-    sp.add_argument("--quiet", action="store_true", help="print only errors")
     return sp
 
 
@@ -28,9 +32,9 @@ def run(args: argparse.Namespace) -> int:
     from ktmu.runs.provenance import command_line
 
     done = export_model(args.model, args.out, args.format, results=args.results, overwrite=args.overwrite, command=command_line())
-    if not args.quiet:
+    if not args.quiet:  # --quiet: only errors
         files = ", ".join(done.record["files"])
         source = done.record.get("card_from")
         card = f"with a model card from {source}" if source else "with a bare model card (no results.json describes the model)"
-        print(f"wrote {done.folder} ({done.format}: {files}) {card} in {done.seconds:.1f} s")
+        say(f"wrote {done.folder} ({done.format}: {files}) {card} in {done.seconds:.1f} s")
     return 0

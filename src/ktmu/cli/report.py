@@ -2,21 +2,26 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
+
+from ktmu.cli import options
+from ktmu.cli.console import say
 
 
-def add_parser(subparsers) -> argparse.ArgumentParser:
+HELP = ("one self-contained HTML page of run folders (unlearn, bench, audit, perf): figures inline, the numbers behind each "
+        "embedded as JSON, tables, provenance; opens from disk with no network")
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Declare ``ktmu report`` and its options."""
     from ktmu.report.page import FORMATS
 
-    sp = subparsers.add_parser("report", help="one self-contained HTML page (figures, tables, provenance) of run folders",
-                               description="Build one HTML page from what ktmu wrote in run folders (unlearn, bench, audit, perf): "
-                                           "figures inline, the numbers behind each embedded as JSON, no network needed to open it.")
+    sp = options.command(subparsers, "report", HELP)
     sp.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run folders (or result files: results.json, audit.json, a perf --json file)")
     sp.add_argument("--out", help="the HTML file to write (default for one folder: RUN_DIR/report.html)")
     sp.add_argument("--overwrite", action="store_true", help="replace an existing --out (and figure files in --figures)")
     sp.add_argument("--figures", metavar="DIR", help="also write each figure as its own file in DIR (for papers)")
     sp.add_argument("--format", choices=FORMATS, default="png", help="file format of --figures (default png)")
-    sp.add_argument("--quiet", action="store_true", help="print only errors")
     return sp
 
 
@@ -29,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
 
     t0 = time.perf_counter()
     out = write_report(args.runs, args.out, overwrite=args.overwrite, figures_dir=args.figures, fmt=args.format, command=command_line())
-    if not args.quiet:
+    if not args.quiet:  # --quiet: only errors
         extra = f" and its figures in {args.figures}" if args.figures else ""
-        print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB){extra} in {time.perf_counter() - t0:.1f} s")
+        say(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB){extra} in {time.perf_counter() - t0:.1f} s")
     return 0
