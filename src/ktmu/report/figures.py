@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import io
 import math
-from typing import Mapping, Sequence
+from typing import ContextManager, Mapping, Sequence
 
 from matplotlib.figure import Figure
 
@@ -35,7 +35,7 @@ def colours(names: Sequence[str]) -> dict[str, str]:
     return out
 
 
-def figure_style():
+def figure_style() -> ContextManager[None]:
     """The context every report figure is built and rendered in: the page's matplotlib style (a ``rc_context``)."""
     import matplotlib
 

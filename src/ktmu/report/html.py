@@ -87,6 +87,7 @@ def table(head: Sequence[str] | None, rows: Sequence[Sequence[Any]], row_classes
           text_columns: Sequence[int] = (), flag_column: int | None = None) -> str:
     """An HTML table in a horizontally scrolling box (no header row for ``head=None``); ``text_columns`` wrap and align left."""
     def cell(tag: str, i: int, v: Any) -> str:
+        """One escaped cell; flags are coloured."""
         cls = ["text"] if i in text_columns else []
         if tag == "td" and i == flag_column and str(v) not in ("-", ""):
             cls.append("flag")
@@ -124,6 +125,7 @@ def figure_block(fid: str, title: str, caption: str, png: bytes, data: Any) -> s
 
 
 def note(text: str) -> str:
+    """A highlighted remark (what is missing, unfinished or not comparable)."""
     return f'<p class="note">{esc(text)}</p>'
 
 
