@@ -192,8 +192,7 @@ def write_report(run_dirs: Sequence[str | Path] | str | Path, out: str | Path | 
     Every output is checked before the runs are read and written only once the whole page is
     built (each file atomically), so a failure leaves nothing half-written.
     """
-    from ktmu.outputs import write_text_atomic
-    from ktmu.outputs import atomic_path
+    from ktmu.outputs import atomic_path, write_text_atomic
 
     dirs = [run_dirs] if isinstance(run_dirs, (str, Path)) else list(run_dirs)
     if out is None:
