@@ -67,7 +67,7 @@ model = CLIPModel.from_pretrained(DIR).eval()
 tokens = AutoTokenizer.from_pretrained(DIR)(TEXTS, padding=True, truncation=True, return_tensors="pt")
 CLIPImageProcessor.from_pretrained(DIR)
 with torch.no_grad():
-    out["hf"] = model(pixel_values=torch.load(DIR + "/../images-32.pt"), **tokens).logits_per_image.tolist()
+    out["hf"] = model(pixel_values=torch.load(DIR + "/../images-32.pt", weights_only=True), **tokens).logits_per_image.tolist()
 """
 OPEN_CLIP_LOAD = """
 import open_clip
@@ -76,10 +76,10 @@ def logits(model, tokenizer, images):
         img, txt = model.encode_image(images, normalize=True), model.encode_text(tokenizer(TEXTS), normalize=True)
         return (model.logit_scale.exp() * img @ txt.T).tolist()
 model, _, _ = open_clip.create_model_and_transforms("local-dir:" + DIR)  # tiny-clip: the folder's own config
-out["tiny"] = logits(model, open_clip.get_tokenizer("local-dir:" + DIR), torch.load(DIR + "/../images-28.pt"))
+out["tiny"] = logits(model, open_clip.get_tokenizer("local-dir:" + DIR), torch.load(DIR + "/../images-28.pt", weights_only=True))
 open_clip.add_model_config(CONFIG)  # a registered architecture, loaded as open_clip users do
 model, _, _ = open_clip.create_model_and_transforms("ktmu-test-tiny", pretrained=ARCH_DIR + "/open_clip_model.safetensors")
-out["arch"] = logits(model, open_clip.get_tokenizer("ktmu-test-tiny"), torch.load(DIR + "/../images-28.pt"))
+out["arch"] = logits(model, open_clip.get_tokenizer("ktmu-test-tiny"), torch.load(DIR + "/../images-28.pt", weights_only=True))
 """
 
 

@@ -52,15 +52,10 @@ def unlearned_zero_shot(record: Mapping) -> float | None:
 
 
 def flag_list(record: Mapping) -> list[str]:
-    """The raised flags of a row (any seed's): ``collapsed``, ``unchanged``, ``unknown-concept``."""
-    out: list[str] = []
-    for r in seed_records(record):
-        f = r.get("flags") if isinstance(r.get("flags"), Mapping) else {}
-        for word, on in (("collapsed", f.get("collapsed")), ("unchanged", f.get("unchanged")),
-                         ("unknown-concept", f and f.get("original_knows_concept") is False)):
-            if on and word not in out:
-                out.append(word)
-    return out
+    """The raised flags of a row (any seed's), as the tables name them in lower case: ``collapsed``, ``unchanged``, ``unknown-concept``."""
+    from ktmu.report.tables import flag_words
+
+    return [w.lower() for w in flag_words(record).split(",") if w != "-"]
 
 
 # ---- Quality against Utility ---------------------------------------------------------------------------

@@ -163,17 +163,12 @@ def _label(runs: list[Run]) -> None:
 
 
 # ---- what the page reads off a run ---------------------------------------------------------------------
-def dig(record: Any, *path: str | int, default: Any = None) -> Any:
-    """``record[path[0]][path[1]]...``, or ``default`` when a part is missing, skipped or of another type."""
-    cur = record
-    for key in path:
-        if isinstance(key, int):
-            if not isinstance(cur, list) or not -len(cur) <= key < len(cur):
-                return default
-        elif not isinstance(cur, Mapping) or "skipped" in cur or key not in cur:
-            return default
-        cur = cur[key]
-    return default if cur is None else cur
+def dig(record: Any, *path: str, default: Any = None) -> Any:
+    """``record[path[0]][path[1]]...`` (:func:`ktmu.audit.report.get_path`), or ``default`` when a part is missing, skipped or null."""
+    from ktmu.audit.report import get_path
+
+    value = get_path(record, *path) if isinstance(record, Mapping) else None
+    return default if value is None else value
 
 
 def request_key(request: Mapping | None) -> tuple:
