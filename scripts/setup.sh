@@ -19,6 +19,20 @@ if [ ! -f "$FASHION" ]; then
   fi
 fi
 
+# The test suite opens ktmu report's page in a real browser (tests/test_report.py): Debian's chromium.
+if [ "${1:-}" = "test" ] && ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ]; then
+    echo "[setup] installing chromium (headless browser for the report test) from Debian"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
+  else
+    echo "[setup] chromium (the report test's headless browser) is missing and installing it needs root. Run:" >&2
+    echo "    sudo apt-get update && sudo apt-get install -y chromium" >&2
+    echo "then run this command again." >&2
+    exit 1
+  fi
+fi
+
 PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   echo "[setup] creating .venv"

@@ -44,7 +44,7 @@ def nothing_loads(monkeypatch):
 # ---- one module per command ----------------------------------------------------------------------
 def test_the_parser_has_exactly_the_commands_in_order():
     assert list(_subcommands(build_parser())) == list(COMMANDS)
-    assert {"eval", "pretrain", "unlearn", "bench", "tune", "levels", "demo", "world", "prepare", "audit", "perf", "ls", "validate"} == set(COMMANDS)
+    assert {"eval", "pretrain", "unlearn", "bench", "tune", "levels", "demo", "world", "prepare", "audit", "perf", "report", "export", "ls", "validate"} == set(COMMANDS)
 
 
 @pytest.mark.parametrize("name", COMMANDS)

@@ -99,7 +99,7 @@ def prepare_out_file(path: str | Path) -> Path:
 # ---- the --out folder ----------------------------------------------------------------------------
 # What ktmu writes into an --out folder: only these may be removed by --overwrite. Anything else
 # there is the user's, and its presence makes --overwrite refuse rather than guess.
-KTMU_FILES = frozenset({"results.json", "table.md", "model.safetensors", "bench.json", "audit.json"})
+KTMU_FILES = frozenset({"results.json", "table.md", "model.safetensors", "bench.json", "audit.json", "report.html"})
 KTMU_DIRS = frozenset({"methods"})  # per-method records: KTMU_FILES or <method>.json, also in subfolders
 PROBE_PREFIX = ".ktmu-write-probe-"
 

@@ -160,6 +160,15 @@ def _fetch_tag(arch: str, tag: str) -> None:
         ) from None
 
 
+# The tiny CLIP as an open_clip model config (the JSON layout of open_clip's model_configs/), so that
+# an export of it is an open_clip folder any open_clip install can build (ktmu.backbones.export).
+TINY_CLIP_CONFIG: dict[str, Any] = {
+    "embed_dim": 16,
+    "vision_cfg": {"layers": 1, "width": 32, "head_width": 16, "patch_size": 7, "image_size": 28},
+    "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1},
+}
+
+
 def build_tiny_clip(device: str | torch.device = "cpu", seed: int = 0, precision: str = "fp32") -> TinyClipBackbone:
     """A random-init, few-thousand-weight open_clip CLIP for tests and dry runs of the whole pipeline.
 
@@ -170,12 +179,10 @@ def build_tiny_clip(device: str | torch.device = "cpu", seed: int = 0, precision
     from torchvision import transforms
 
     torch.manual_seed(seed)
-    model: Any = open_clip.CLIP(
-        embed_dim=16,
-        vision_cfg=open_clip.CLIPVisionCfg(layers=1, width=32, head_width=16, patch_size=7, image_size=28),
-        text_cfg=open_clip.CLIPTextCfg(context_length=16, vocab_size=49408, width=32, heads=2, layers=1),
-    )
-    tokenizer = open_clip.tokenizer.SimpleTokenizer(context_length=16)
+    cfg = TINY_CLIP_CONFIG
+    model: Any = open_clip.CLIP(embed_dim=cfg["embed_dim"], vision_cfg=open_clip.CLIPVisionCfg(**cfg["vision_cfg"]),
+                                text_cfg=open_clip.CLIPTextCfg(**cfg["text_cfg"]))
+    tokenizer = open_clip.tokenizer.SimpleTokenizer(context_length=cfg["text_cfg"]["context_length"])
     preprocess = transforms.Compose([transforms.Grayscale(3), transforms.Resize((28, 28)), transforms.ToTensor()])
     # The token embedding table (49408 x 32) is frozen: it is most of the weights and the tests
     # check that frozen parameters receive no update.

@@ -22,7 +22,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 # Command modules in the order `ktmu --help` lists them.
 COMMANDS: tuple[str, ...] = ("eval", "pretrain", "unlearn", "bench", "tune", "levels", "demo", "world", "prepare", "audit", "perf",
-                             "ls", "validate")
+                             "report", "export", "ls", "validate")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -36,6 +36,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     sp.add_argument("--force", action="store_true", help="audit even when the original model does not know the concept")
     options.add_out_folder(sp, "audit.json", overwrite="replace an earlier audit.json in --out")
     options.add_runtime_options(sp, training=False)
+    options.add_report_option(sp)
     return sp
 
 
@@ -63,4 +64,5 @@ def run(args: argparse.Namespace) -> int:
     dump(result, out / "audit.json")
     say(audit_table(result))
     say(f"wrote {out / 'audit.json'} ({time.time() - t0:.1f} s)")
+    options.write_report(args)
     return 0

@@ -21,6 +21,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     sp.add_argument("--resume", action="store_true", help="continue an interrupted bench in --out (also automatic when its settings match)")
     options.add_unlearning_options(sp, audit="also audit every unlearned model, every seed's (the original's probes once per seed); "
                                              "adds audit columns")
+    options.add_report_option(sp)
     return sp
 
 
@@ -55,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
     records = run_bench(store, session, plan.train, methods, cfg, hypers, args.seeds, auditors=auditors, finish=finish,
                         progress=not args.quiet)
     _report(args, session, records, time.time() - t0, options.recipe_record(args, cfg, hypers))
+    options.write_report(args)
     return 0
 
 

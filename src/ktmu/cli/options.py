@@ -109,6 +109,22 @@ def add_out_folder(sp: argparse.ArgumentParser, holds: str, overwrite: str | Non
         sp.add_argument("--overwrite", action="store_true", help=overwrite)
 
 
+def add_report_option(sp: argparse.ArgumentParser) -> None:
+    """``--report``: write ``--out``/report.html (ktmu report's page of the run) when the run ends."""
+    sp.add_argument("--report", action="store_true", help="also write --out/report.html: one HTML page of the run's figures and tables "
+                                                          "(what ktmu report --out makes)")
+
+
+def write_report(args: argparse.Namespace) -> None:
+    """With ``--report``, the run's page in ``--out`` (main process; it replaces an earlier report.html there)."""
+    from ktmu.cli.console import is_main, say
+
+    if getattr(args, "report", False) and is_main():
+        from ktmu.report import write_report as write
+
+        say(f"wrote {write(args.out, overwrite=True)}")
+
+
 def add_json_file_option(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--json", help="also write the results as JSON here")
 

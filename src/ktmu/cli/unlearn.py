@@ -20,6 +20,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     options.add_set_option(sp, "method hyperparameter, e.g. --set margin=3")
     options.add_unlearning_options(sp, audit="also audit the unlearned model (ktmu audit's probes; every seed's with --seeds); "
                                              "its record goes under 'audit'")
+    options.add_report_option(sp)
+    sp.add_argument("--export", metavar="DIR", help="also export the unlearned model to DIR with a model card (what ktmu export "
+                                                    "--format auto writes; --overwrite replaces an earlier export there)")
     return sp
 
 
@@ -38,6 +41,12 @@ def run(args: argparse.Namespace) -> int:
     cfg = options.train_config(args)
     rt = options.runtime(args)
     plan = options.plan(args, args.forget, args.goal)
+    if args.export:
+        from ktmu.backbones.export import check_format
+        from ktmu.workflows.export import prepare_export_dir
+
+        check_format(args.model)
+        prepare_export_dir(Path(args.export), args.overwrite)
     out = prepare_out_dir(args.out, overwrite=args.overwrite, resume=False) if is_main() else Path(args.out)
     session = options.open_session(args, plan, rt)
 
@@ -57,4 +66,9 @@ def run(args: argparse.Namespace) -> int:
 
         say(audit_table(record["audit"]))
     say(f"wrote {out / 'model.safetensors'} and {out / 'results.json'} ({time.time() - t0:.1f} s)")
+    options.write_report(args)
+    if args.export and is_main():
+        from ktmu.workflows.export import export_run
+
+        say(f"wrote {export_run(out, args.export, overwrite=args.overwrite).folder} (with a model card)")
     return 0

@@ -110,3 +110,6 @@ def text_table(original: dict, records: Sequence[dict]) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
     fmt = lambda r: "  ".join(c.ljust(w) if i in (0, len(head) - 1) else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))  # noqa: E731
     return "\n".join([fmt(rows[0]), "-" * (sum(widths) + 2 * (len(widths) - 1))] + [fmt(r).rstrip() for r in rows[1:]])
+
+
+table_columns = _columns  # the public name: the HTML report prints the same columns (ktmu.report.sections)
