@@ -187,44 +187,54 @@ class _Run:
     steps_per_epoch: int
 
 
-def _train_step(run: _Run, epoch: int, batch_positions: torch.Tensor, images: torch.Tensor, pos: torch.Tensor) -> tuple[list[str], torch.Tensor]:
+def _train_step(run: _Run, batch_positions: torch.Tensor, images: torch.Tensor, pos: torch.Tensor) -> tuple[list[str], torch.Tensor]:
     """One step on this process's ``images`` (at forget-set ``pos``) of the batch ``batch_positions``.
 
-    Returns the loss terms' names and, summed over processes, their batch means followed by the
-    batch's fine-correct count under the step's logits and its size.
+    Returns the loss terms' names and, on the device, this process's share of their batch means
+    followed by its fine-correct count under the step's logits. Nothing is read back to the host
+    here (a read would wait for the device every step): :func:`_train_epoch` sums the steps and
+    reads, all-reduces and checks the sums once per epoch.
     """
     batch = run.inputs.batch(images, pos, run.rng.randrange(len(run.inputs.fine)))
     terms = run.method.loss(batch)
-    with torch.no_grad():
-        seen = torch.tensor([float((batch.fine_logits.argmax(1) == batch.fine_target).sum()), float(len(pos))])
     share = len(pos) / len(batch_positions)  # the all-reduce sums: weight each process by its share of the batch
     run.core.backward(terms["loss"], share)
-    values = torch.cat([torch.stack([v.detach().float().cpu() * len(pos) / len(batch_positions) for v in terms.values()]), seen])
-    run.dist.all_reduce_sum_(values)  # one all-reduce for the loss terms and the hit counts
-    if not torch.isfinite(values[0]):
-        raise TrainingError(
-            f"the {run.method.name} loss became {float(values[0])} at epoch {epoch}; no model was written. "
-            f"Lower the learning rate (now {run.lr:g}) or check the method's settings."
-        )
+    with torch.no_grad():
+        hits = (batch.fine_logits.argmax(1) == batch.fine_target).sum().float()
+        values = torch.stack([*(v.detach().float() * len(pos) / len(batch_positions) for v in terms.values()), hits])
     run.core.step()
     run.schedule.after_step()
     return list(terms), values
 
 
 def _train_epoch(run: _Run, epoch: int, bar: tqdm) -> tuple[dict[str, float], float]:
-    """One pass over the forget set in a seeded order: the epoch's mean loss terms and its step-time forget fine accuracy."""
+    """One pass over the forget set in a seeded order: the epoch's mean loss terms and its step-time forget fine accuracy.
+
+    A non-finite loss stops the run at the end of the epoch it appears in (no model is written).
+    """
     n, size = len(run.forget), run.cfg.batch_size
     order = torch.randperm(n, generator=run.generator)
     steps = [order[s * size : (s + 1) * size] for s in range(run.steps_per_epoch)]
     mine = [run.dist.split_batch(b) for b in steps]
-    sums = torch.zeros(0)
+    sums: torch.Tensor | None = None
+    seen = 0  # forget images this process trained on this epoch (a host count: no device read)
     keys: list[str] = []
     for b, (images, pos) in zip(steps, iter_batches(run.forget.source, mine, run.backbone.device, run.cfg.workers)):
-        keys, values = _train_step(run, epoch, b, images, pos)
-        sums = values if not len(sums) else sums + values
+        keys, values = _train_step(run, b, images, pos)
+        sums = values if sums is None else sums + values
+        seen += len(pos)
         bar.update(1)
+    assert sums is not None  # every process holds at least one image per step (_check_batches)
+    totals = torch.cat([sums, sums.new_tensor([float(seen)])])
+    run.dist.all_reduce_sum_(totals)  # one all-reduce per epoch for the loss terms and the hit counts
+    totals = totals.cpu()  # the epoch's one read-back
+    if not torch.isfinite(totals[0]):
+        raise TrainingError(
+            f"the {run.method.name} loss became {float(totals[0])} at epoch {epoch}; no model was written. "
+            f"Lower the learning rate (now {run.lr:g}) or check the method's settings."
+        )
     run.schedule.after_epoch()
-    losses, hits = sums[:-2], sums[-2:]  # hits: forget images this epoch trained on: fine-correct under the step's logits, seen
+    losses, hits = totals[:-2], totals[-2:]  # hits: forget images this epoch trained on: fine-correct under the step's logits, seen
     return {k: float(v) / run.steps_per_epoch for k, v in zip(keys, losses)}, float(hits[0] / hits[1] * 100)
 
 
