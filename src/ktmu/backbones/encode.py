@@ -1,7 +1,7 @@
 """Encoding helpers over any :class:`Backbone`: class-name text features (a template ensemble, or one template at a time for training) and streamed image features."""
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -15,13 +15,36 @@ from ktmu.backbones.base import Backbone
 TEXT_BATCH = 1024  # prompts per text forward: 10 templates x 113 dog classes fit in two
 
 
+FROZEN_TEXT_ENTRIES = 256  # cached feature tables per backbone (a table: classes x D floats); far above one session's needs
+
+
+def frozen_text(backbone: Backbone, key: tuple, compute: Callable[[], torch.Tensor]) -> torch.Tensor:
+    """``compute()``, remembered on the backbone (per device and precision) under ``key`` while no text weight can change; afresh when one trains.
+
+    A frozen text tower's features change only when its weights are replaced, and every such
+    replacement (load_weights, restore, load_trainable, set_trainable) empties the cache.
+    """
+    if backbone.text_trainable:
+        return compute()
+    cache = backbone.frozen_text_cache
+    key = (str(backbone.device), backbone.precision, *key)
+    if key not in cache:
+        if len(cache) >= FROZEN_TEXT_ENTRIES:
+            cache.clear()
+        cache[key] = compute()
+    return cache[key]
+
+
 @torch.no_grad()
 def class_text_features(backbone: Backbone, names: Sequence[str], templates: Sequence[str] = TEMPLATES) -> torch.Tensor:
-    """One unit vector per class: the normalised mean of its template captions' features."""
+    """One unit vector per class: the normalised mean of its template captions' features (computed once while the text tower is frozen)."""
     prompts = [t.format(n) for n in names for t in templates]
-    feats = torch.cat([backbone.encode_texts(prompts[i : i + TEXT_BATCH]) for i in range(0, len(prompts), TEXT_BATCH)])
-    feats = feats.reshape(len(names), len(templates), -1).mean(1)
-    return torch.nn.functional.normalize(feats, dim=-1)
+
+    def compute() -> torch.Tensor:
+        feats = torch.cat([backbone.encode_texts(prompts[i : i + TEXT_BATCH]) for i in range(0, len(prompts), TEXT_BATCH)])
+        return torch.nn.functional.normalize(feats.reshape(len(names), len(templates), -1).mean(1), dim=-1)
+
+    return frozen_text(backbone, ("ensemble", len(templates), *prompts), compute)
 
 
 class TemplateTextFeatures:
@@ -37,9 +60,10 @@ class TemplateTextFeatures:
         self.backbone = backbone
         self.tokens = [backbone.tokenize([t.format(n) for n in names]) for t in templates]
         self.fixed: list[torch.Tensor] | None = None
-        if not backbone.text_trainable:  # frozen text: each template's features once, not every step
+        if not backbone.text_trainable:  # frozen text: each template's features once, not every step (nor every run)
             with torch.no_grad():
-                self.fixed = [backbone.encode_text(tok) for tok in self.tokens]
+                self.fixed = [frozen_text(backbone, ("template", t, *names), lambda tok=tok: backbone.encode_text(tok))
+                              for t, tok in zip(templates, self.tokens)]
 
     def __len__(self) -> int:
         return len(self.tokens)

@@ -187,6 +187,10 @@ class HFClipBackbone(Backbone):
         pooled = hidden[torch.arange(len(ids), device=hidden.device), first_eos]
         return self.model.text_projection(pooled)
 
+    def encoder_modules(self) -> dict[str, torch.nn.Module]:
+        """transformers' vision and text transformers."""
+        return {"image": self.model.vision_model, "text": self.model.text_model}
+
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         """Checkpoint every encoder layer of both towers (transformers' activation checkpointing).
 
@@ -228,7 +232,8 @@ def build_hf_clip(
 
     folder = hf_folder(path)
     try:
-        model = CLIPModel.from_pretrained(str(folder), local_files_only=True, dtype=torch.float32)
+        # SDPA attention: fused kernels (flash / memory-efficient on CUDA) instead of explicit softmax(QK^T) V.
+        model = CLIPModel.from_pretrained(str(folder), local_files_only=True, dtype=torch.float32, attn_implementation="sdpa")
         tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
     except OSError as e:  # transformers' error for missing weight or tokenizer files
         raise BackboneError(f"cannot load the CLIP model in {folder}: {e}") from e

@@ -160,8 +160,14 @@ class MiniClipBackbone(Backbone):
         self._text_cache.clear()
 
     def _weights_changed(self, keys: Iterable[str]) -> None:
+        keys = list(keys)
+        super()._weights_changed(keys)
         if any(k.startswith(self.frozen_prefixes) for k in keys):
             self.clear_text_cache()
+
+    def encoder_modules(self) -> dict[str, torch.nn.Module]:
+        """The CNN image tower only: text encoding is a cached MiniLM output times the trainable projection."""
+        return {"image": self.model.visual}
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         """Refused: the CNN image tower has no gradient checkpointing, and the model is small enough not to need it."""

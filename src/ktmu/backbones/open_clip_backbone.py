@@ -48,9 +48,29 @@ def towers_of(model: torch.nn.Module) -> dict[str, tuple[str, ...]]:
 
 
 class OpenClipBackbone(Backbone):
-    """An open_clip model: spec ``open_clip:ARCH`` (random init) or ``open_clip:ARCH:TAG_OR_PATH``."""
+    """An open_clip model: spec ``open_clip:ARCH`` (random init) or ``open_clip:ARCH:TAG_OR_PATH``.
+
+    A CLIP text tower's causal mask reaches scaled-dot-product attention as ``is_causal``
+    (:func:`ktmu.backbones.speed.use_causal_attention`: the same mask, so that a flash kernel may run).
+    """
 
     towers = CLIP_TOWERS
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        import open_clip
+
+        from ktmu.backbones.speed import use_causal_attention
+
+        if isinstance(self.model, open_clip.CLIP) and getattr(self.model, "attn_mask", None) is not None:
+            use_causal_attention(self.model.transformer.resblocks)
+
+    def encoder_modules(self) -> dict[str, torch.nn.Module]:
+        """The image tower (``visual``) and the text transformer (``transformer``, or ``text`` for custom text towers)."""
+        m = self.model
+        text = getattr(m, "text", None)
+        text = getattr(m, "transformer", None) if text is None else text
+        return {k: v for k, v in (("image", getattr(m, "visual", None)), ("text", text)) if v is not None}
 
     @classmethod
     def from_spec(cls, rest: str, device: str | torch.device = "cpu", precision: str = "fp32") -> Backbone:

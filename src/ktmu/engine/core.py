@@ -1,6 +1,6 @@
 """How ktmu takes one gradient step on a backbone's trainable weights: the unlearning trainer and the relearning attack share it.
 
-AdamW over the given weights; a gradient scaler exactly when the backbone needs one
+AdamW over the given weights (fused into one kernel on CUDA, :data:`OPTIMIZER_IMPLS`); a gradient scaler exactly when the backbone needs one
 (:attr:`ktmu.backbones.Backbone.needs_grad_scaler`: amp-fp16, whose narrow range underflows
 small gradients); gradients summed over the processes of ``accelerate launch`` in one all-reduce;
 optional 0/1 gradient masks (SalUn's saliency) applied after the sum, so every process masks the
@@ -8,12 +8,39 @@ same total.
 """
 from __future__ import annotations
 
-from typing import Mapping
+from contextlib import contextmanager
+from typing import Iterator, Mapping
 
 import torch
 
 from ktmu.backbones import Backbone
 from ktmu.runtime.dist import Dist, get_dist
+
+# How AdamW updates the weights. "auto": one fused kernel for all weights on CUDA (no per-tensor launches),
+# torch's own default elsewhere (the per-tensor loop on CPU, which the embedded default's numbers were
+# measured with). "fused", "foreach" (one multi-tensor launch per operation) and "for-loop" force one.
+OPTIMIZER_IMPLS = ("auto", "fused", "foreach", "for-loop")
+_impl = ["auto"]  # the implementation new TrainerCores use; `ktmu perf` times the others through optimizer_impl()
+
+
+@contextmanager
+def optimizer_impl(name: str) -> Iterator[None]:
+    """Build every :class:`TrainerCore` inside the ``with`` block with AdamW implementation ``name`` (one of :data:`OPTIMIZER_IMPLS`)."""
+    if name not in OPTIMIZER_IMPLS:
+        raise ValueError(f"unknown AdamW implementation {name!r}; choose one of {', '.join(OPTIMIZER_IMPLS)}.")
+    before = _impl[0]
+    _impl[0] = name
+    try:
+        yield
+    finally:
+        _impl[0] = before
+
+
+def adamw_flags(impl: str, device: torch.device) -> dict[str, bool]:
+    """torch.optim.AdamW's ``fused``/``foreach`` arguments for implementation ``impl`` on ``device``."""
+    if impl == "auto":
+        return {"fused": True} if device.type == "cuda" else {}
+    return {"fused": {"fused": True}, "foreach": {"foreach": True}, "for-loop": {"foreach": False}}[impl]
 
 
 class TrainerCore:
@@ -27,7 +54,9 @@ class TrainerCore:
     def __init__(self, backbone: Backbone, params: Mapping[str, torch.nn.Parameter], lr: float, *, weight_decay: float = 0.0,
                  eps: float = 1e-8, masks: Mapping[str, torch.Tensor] | None = None, dist: Dist | None = None) -> None:
         self.params = dict(params)
-        self.optimizer = torch.optim.AdamW(self.params.values(), lr=lr, weight_decay=weight_decay, eps=eps)
+        self.impl = _impl[0]
+        self.optimizer = torch.optim.AdamW(self.params.values(), lr=lr, weight_decay=weight_decay, eps=eps,
+                                           **adamw_flags(self.impl, backbone.device))
         self.scaler = torch.amp.GradScaler(backbone.device.type) if backbone.needs_grad_scaler else None
         self.masks = masks
         self.dist = dist or get_dist()

@@ -1,7 +1,7 @@
 """The proxy forget set of a request: train images of its forgotten fine concepts only, streamed."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Sequence
 
 import torch
@@ -29,6 +29,8 @@ class ForgetSet:
     coarse_classes: torch.Tensor  # (C,) bool: every coarse class the request forgets
     goal: str  # the request's goal (ktmu.engine.goals.GOAL_TABLE): what the checkpoint-selection score reads
     names: tuple[str, ...] = ()  # every method-visible name (canonical + aliases) of the forgotten fine concepts
+    # The labels and class masks, per device they were asked on: copied once, so that no step waits for a host copy.
+    _on_device: dict[torch.device, tuple[torch.Tensor, ...]] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def from_request(cls, request: UnlearningRequest, train: ConceptDataset, preprocess, max_per_concept: int = MAX_PER_CONCEPT,
@@ -57,8 +59,12 @@ class ForgetSet:
     def batch(self, positions: torch.Tensor, fine_logits: torch.Tensor, coarse_logits: torch.Tensor, **kw) -> Batch:
         """The method's view of the images at ``positions`` given their logits."""
         dev = fine_logits.device
-        return Batch(fine_logits, coarse_logits, self.fine[positions].to(dev), self.coarse[positions].to(dev), self.forget_coarse[positions].to(dev),
-                     fine_forgotten=self.fine_classes.to(dev), coarse_forgotten=self.coarse_classes.to(dev), **kw)
+        if dev not in self._on_device:
+            self._on_device[dev] = tuple(t.to(dev) for t in (self.fine, self.coarse, self.forget_coarse, self.fine_classes, self.coarse_classes))
+        fine, coarse, forget_coarse, fine_classes, coarse_classes = self._on_device[dev]
+        at = positions.to(dev, non_blocking=True)
+        return Batch(fine_logits, coarse_logits, fine[at], coarse[at], forget_coarse[at], fine_forgotten=fine_classes,
+                     coarse_forgotten=coarse_classes, **kw)
 
     def __len__(self) -> int:
         return len(self.source)

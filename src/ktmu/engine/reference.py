@@ -1,7 +1,7 @@
 """The frozen original model's outputs on the forget set, computed once and read by the methods that compare with it."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -30,11 +30,17 @@ class Reference:
     fine_text: torch.Tensor  # (T, F, D)
     coarse_text: torch.Tensor  # (T, C, D)
     scale: torch.Tensor  # ()
+    # The same tensors per device they were asked on (a few MB): copied once, so that no step waits for a host copy.
+    _on_device: dict[torch.device, tuple[torch.Tensor, ...]] = field(default_factory=dict, repr=False, compare=False)
 
     def logits(self, positions: torch.Tensor, template: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         """The original's fine and coarse logits of the forget images at ``positions`` under training template ``template``."""
-        img = self.image[positions]
-        return ((self.scale * img @ self.fine_text[template].T).to(device), (self.scale * img @ self.coarse_text[template].T).to(device))
+        device = torch.device(device)
+        if device not in self._on_device:
+            self._on_device[device] = tuple(t.to(device) for t in (self.image, self.fine_text, self.coarse_text, self.scale))
+        image, fine_text, coarse_text, scale = self._on_device[device]
+        img = image[positions.to(device, non_blocking=True)]
+        return scale * img @ fine_text[template].T, scale * img @ coarse_text[template].T
 
 
 @torch.no_grad()
