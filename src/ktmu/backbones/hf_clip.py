@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 from torchvision import transforms
 
-from ktmu.backbones.base import Backbone, BackboneError, Tokens
+from ktmu.backbones.base import Backbone, BackboneError, Tokens, move_tokens
 
 HF_TOWERS: dict[str, tuple[str, ...]] = {
     "image": ("vision_model.", "visual_projection"),
@@ -186,6 +186,15 @@ class HFClipBackbone(Backbone):
         first_eos = (ids == self.eos_token_id).int().argmax(dim=-1)
         pooled = hidden[torch.arange(len(ids), device=hidden.device), first_eos]
         return self.model.text_projection(pooled)
+
+    def _full_context_tokens(self, texts: Sequence[str]) -> Tokens:
+        """Every text padded to the tokenizer's full context (77 for CLIP), as a plain pipeline pads."""
+        tok = self._tokenizer
+        enc = tok.tokenizer(list(texts), padding="max_length", truncation=True, max_length=tok.max_length, return_tensors="pt")
+        return move_tokens({"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}, self.device)
+
+    def _encode_text_full_context(self, tokens: Tokens) -> torch.Tensor:
+        return self._encode_text(tokens)
 
     def encoder_modules(self) -> dict[str, torch.nn.Module]:
         """transformers' vision and text transformers."""

@@ -7,6 +7,7 @@ text attention of open_clip's CLIP passes the causal mask it already uses as ``i
 from __future__ import annotations
 
 import types
+import weakref
 from typing import Callable, Iterable
 
 import torch
@@ -44,18 +45,34 @@ def compile_unavailable(device: torch.device) -> str | None:
     return None
 
 
+# Compiled forwards by module and mode, so that switching a module back to a mode it ran in reuses what was compiled.
+_COMPILED: "weakref.WeakKeyDictionary[nn.Module, dict[str, Callable]]" = weakref.WeakKeyDictionary()
+# Graphs torch may compile per forward before it falls back to eager: each encoder meets a few shapes (training and
+# scoring batches, fine and coarse prompt widths) with and without gradients, more than torch's default of 8.
+RECOMPILE_LIMIT = 64
+
+
 def compile_modules(modules: Iterable[nn.Module], mode: str) -> None:
-    """Compile each module's forward in place (names and state dict unchanged); shapes that vary compile once more, dynamically."""
+    """Compile each module's forward in place, as :meth:`torch.nn.Module.compile` does (names and state dict unchanged).
+
+    Shapes that vary compile once more, dynamically. The compiled forward is kept per mode.
+    """
+    import torch._dynamo
+
     if mode not in COMPILE_MODES:
         raise ValueError(f"unknown compile mode {mode!r}; choose one of {', '.join(COMPILE_MODES)}.")
+    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, RECOMPILE_LIMIT)
     for m in modules:
-        m.compile(mode=None if mode == "default" else mode)
+        compiled = _COMPILED.setdefault(m, {})
+        if mode not in compiled:
+            compiled[mode] = torch.compile(m._call_impl, mode=None if mode == "default" else mode)
+        m._compiled_call_impl = compiled[mode]  # the attribute nn.Module.compile sets and __call__ reads
 
 
 def uncompile_modules(modules: Iterable[nn.Module]) -> None:
     """Undo :func:`compile_modules`: the modules run eagerly again."""
     for m in modules:
-        m._compiled_call_impl = None  # what nn.Module.compile sets; None is its eager default
+        m._compiled_call_impl = None  # nn.Module's eager default
 
 
 def set_channels_last(modules: Iterable[nn.Module], enable: bool) -> None:

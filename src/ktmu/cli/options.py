@@ -61,6 +61,9 @@ def add_runtime_options(sp: argparse.ArgumentParser, training: bool) -> None:
     if training:
         sp.add_argument("--train", default="default", help="which weights train: default, both (the study), image, text, temperature, or '+'-joined")
         sp.add_argument("--grad-checkpointing", action="store_true", help="recompute activations in backward (open_clip / hf backbones)")
+        sp.add_argument("--compile", nargs="?", const="default", metavar="MODE",
+                        help="torch.compile the encoders (MODE: default, reduce-overhead = also CUDA graphs, max-autotune); "
+                             "the first steps wait for the compiler")
 
 
 def add_session_options(sp: argparse.ArgumentParser) -> None:
@@ -138,7 +141,8 @@ def runtime(args: argparse.Namespace) -> RuntimeOptions:
     from ktmu.workflows.options import resolve_runtime
 
     return resolve_runtime(args.device, args.precision, args.workers, args.eval_batch_size, train=getattr(args, "train", "default"),
-                           grad_checkpointing=getattr(args, "grad_checkpointing", False), force=getattr(args, "force", False))
+                           grad_checkpointing=getattr(args, "grad_checkpointing", False), force=getattr(args, "force", False),
+                           compile=getattr(args, "compile", None))
 
 
 def data_options(args: argparse.Namespace) -> dict[str, str]:

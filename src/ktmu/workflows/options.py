@@ -23,8 +23,10 @@ OWN_DATA_WORLDS = ("jsonl", "imagefolder")  # worlds read from the user's own fo
 
 
 def resolve_runtime(device: str = "auto", precision: str = "fp32", workers: int = 0, eval_batch_size: int = 256,
-                    train: str = "default", grad_checkpointing: bool = False, force: bool = False) -> RuntimeOptions:
+                    train: str = "default", grad_checkpointing: bool = False, force: bool = False,
+                    compile: str | None = None) -> RuntimeOptions:
     """Device, precision and data-loading options, checked; under ``accelerate launch`` each process takes its own GPU."""
+    from ktmu.backbones.speed import COMPILE_MODES
     from ktmu.runtime.device import check_precision, resolve_device
     from ktmu.runtime.dist import get_dist
 
@@ -37,8 +39,10 @@ def resolve_runtime(device: str = "auto", precision: str = "fp32", workers: int 
         raise UsageError("--workers must be 0 or more.")
     if eval_batch_size < 1:
         raise UsageError("--eval-batch-size must be at least 1.")
+    if compile is not None and compile not in COMPILE_MODES:
+        raise UsageError(f"--compile takes no value or one of {', '.join(COMPILE_MODES)}, not {compile!r}.")
     return RuntimeOptions(device=str(resolved), precision=precision, train=train, grad_checkpointing=grad_checkpointing,
-                          workers=workers, eval_batch_size=eval_batch_size, force=force)
+                          workers=workers, eval_batch_size=eval_batch_size, force=force, compile=compile)
 
 
 def data_options(world: str, data_root: str | None = None, hierarchy: str | None = None) -> dict[str, str]:
@@ -84,15 +88,31 @@ def check_learning_rates(lrs: Sequence[float]) -> None:
 
 
 # PerfOptions field -> the least value that measures anything (0 image size = the model's own).
-_PERF_MINIMUM = {"batch_size": 1, "images": 1, "image_size": 0, "classes": 1, "steps": 1, "epochs": 1, "repeats": 1}
+_PERF_MINIMUM = {"batch_size": 1, "images": 1, "image_size": 0, "classes": 1, "steps": 1, "epochs": 1, "repeats": 1,
+                 "run_epochs": 1, "run_steps": 1}
 
 
 def check_perf_options(opts: PerfOptions) -> None:
-    """Refuse ``ktmu perf`` counts that would measure nothing (a batch of 0, no repetition, ...)."""
+    """Refuse ``ktmu perf`` settings that would measure nothing (a batch of 0, no repetition, ...) or cannot run on the device."""
+    import torch
+
+    from ktmu.backbones.speed import compile_unavailable
+    from ktmu.workflows.perf import BASELINES
+    from ktmu.workflows.perf_timing import base_config, variant_configs
+
     for name, least in _PERF_MINIMUM.items():
         value = getattr(opts, name)
         if value < least:
             raise UsageError(f"--{name.replace('_', '-')} must be at least {least}, got {value}.")
+    if opts.baseline is not None and opts.baseline not in BASELINES:
+        raise UsageError(f"--baseline takes {', '.join(BASELINES)}, not {opts.baseline!r}.")
+    rt = opts.runtime
+    if isinstance(rt, RuntimeOptions):
+        device = torch.device(rt.device)
+        variant_configs(base_config(rt.precision), opts.variants, opts.precisions, rt.compile, device)  # refuses what cannot run here
+        reason = compile_unavailable(device) if rt.compile else None
+        if reason:
+            raise UsageError(f"--compile: torch cannot compile on {device} here: {reason}. Run without --compile.")
 
 
 def evaluation_sets(world: str = "fashion", model: str = "mini-clip", zero_shot: Sequence[str] | None = None,

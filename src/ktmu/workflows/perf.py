@@ -1,40 +1,55 @@
 """``ktmu perf``: what the engine costs, measured side by side in one run on one model and batch.
 
-* ``step_ratio[method]``: the method's mean unlearning step time (through the real trainer) divided
-  by a plain cross-entropy fine-tuning step through the same trainer, same batch and template.
-* ``epoch_overhead_ratio``: for ``nhl-kl`` (the study's method), everything outside the steps
-  (reference outputs, per-epoch checkpoint-selection scoring, bookkeeping) over the steps' time;
-  ``epoch_overhead_ratio_study_selection`` the same under ``--selection study`` (no scoring pass).
-* ``eval_ratio``: throughput of a full zero-shot evaluation (steady state: the second evaluation of
-  the run, as for every unlearned model after the original) over the bare image encoder's forward
-  throughput on the same, already preprocessed, images.
-* ``peak_mem_mb``: peak GPU memory allocated on CUDA, else the process's peak resident memory.
+* ``step_ratio[method]``: the method's step time (through the real trainer) over a plain cross-entropy
+  fine-tuning step through the same trainer, same batch and template; ``step_ratio_spread`` the lowest
+  and highest per-round ratio.
+* ``variants[name]``: ktmu's plain and nhl-kl steps under one change each (``--precisions`` fp32 / tf32 /
+  bf16, ``--compile``, ``--variants`` AdamW implementation or channels-last): step times, ``speedup``
+  over the run's own configuration, MFU, and for ``--compile`` the compile time (excluded from steps).
+* ``vs_study[method]`` (``--baseline study``): the reference study's step (:mod:`ktmu.workflows.study_loop`,
+  fp32) over ktmu's; ``vs_study_by_precision`` for nhl-kl under each timed precision;
+  ``study_flop_ratio`` the two designs' model-FLOP ratio (nhl-kl) beside it; ``vs_study_run`` for a
+  whole run (``--run-epochs`` x ``--run-steps``, the dogs run by default), built from measured parts.
+* ``epoch_overhead_ratio``: for ``nhl-kl``, everything outside the steps (reference outputs, per-epoch
+  checkpoint-selection scoring, bookkeeping) over the steps' time, ktmu's rule;
+  ``epoch_overhead_ratio_study_selection`` the same under ``--selection study``; ``scoring_floor`` one
+  no-grad forward pass of the image encoder over the forget set over one epoch's steps (what ktmu's
+  rule cannot go below); ``scoring_ratio`` the scoring it does per epoch over the same.
+* ``eval_ratio``: throughput of a full zero-shot evaluation (steady state) over the bare image encoder's
+  forward on the same, already preprocessed, images.
+* ``peak_mem_mb``, ``mfu`` (plain step FLOPs / time / the device's peak for the run's precision),
+  ``attention_ops``, ``host_syncs_per_step`` (CUDA), ``profile`` (``--profile``).
 
-The embedded ``mini-clip`` is measured on the real fashion world; any other model on a synthetic
-world of random images (``--classes`` fine classes in groups of 7, ``--image-size`` pixels).
+Every ratio is the median of per-round ratios of cells timed in interleaved rounds
+(:mod:`ktmu.workflows.perf_timing`). The embedded ``mini-clip`` is measured on the real fashion world;
+any other model on a synthetic world of random images (``--classes`` fine classes in groups of 7,
+``--image-size`` pixels).
 """
 from __future__ import annotations
 
-import resource
-import sys
+import os
 import time
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Callable, Sequence
 
-import numpy as np
 import torch
 
 from ktmu.backbones import Backbone, load_backbone
 from ktmu.concepts import Hierarchy
 from ktmu.data import ArrayDataset, ConceptDataset, load_dataset
-from ktmu.data.stream import CachedImageSource, image_source
-from ktmu.evaluation.zero_shot import ZeroShotEvaluator
+from ktmu.engine.config import TrainConfig
 from ktmu.engine.forget_set import ForgetSet
-from ktmu.methods import METHODS, Batch, UnlearningMethod, build_method
-from ktmu.methods.terms import cross_entropy
+from ktmu.engine.reference import Reference, compute_reference
 from ktmu.engine.request import UnlearningRequest
 from ktmu.engine.trainer import unlearn
-from ktmu.engine.config import TrainConfig
+from ktmu.methods import METHODS, Batch, UnlearningMethod, build_method
+from ktmu.methods.terms import cross_entropy
+from ktmu.workflows.perf_timing import TrainerClock, clock_for
+from ktmu.workflows.perf_world import (BF16_PEAK_TFLOPS, device_bf16_peak, device_peak, input_size, peak_mb, synthetic_split,
+                                       synthetic_world)
+
+__all__ = ["BF16_PEAK_TFLOPS", "PerfOptions", "device_bf16_peak", "device_peak", "format_perf", "run_perf"]
+BASELINES = ("study",)  # --baseline choices: the reference study's loop (ktmu.workflows.study_loop)
 
 
 @dataclass
@@ -42,15 +57,22 @@ class PerfOptions:
     """What ``ktmu perf`` measures on."""
 
     model: str = "mini-clip"  # the embedded default; open_clip:ViT-B-32 (random init) for a real-size CPU check
-    runtime: object | None = None  # pipeline.RuntimeOptions (device, precision, train choice, ...)
+    runtime: object | None = None  # workflows.session.RuntimeOptions (device, precision, train choice, compile, ...)
     batch_size: int = 32  # the study's batch size
-    images: int = 2000  # images for eval_ratio (the issue's measurement used 2,000)
+    images: int = 2000  # images for eval_ratio (the first measurement used 2,000)
     methods: Sequence[str] | None = None  # None = every registered method
     image_size: int = 0  # synthetic images' side; 0 = the model's own input size
     classes: int = 14  # synthetic world: fine classes (2 coarse groups of 7)
     steps: int = 5  # timed steps per method (one epoch of `steps` batches)
     epochs: int = 10  # nhl-kl's run for the overhead ratio (its tuned epochs on mini-clip)
-    repeats: int = 3  # each timing is the fastest of this many round-robin repetitions (shared machines are noisy)
+    repeats: int = 5  # interleaved rounds; every ratio is the median of its per-round ratios (odd: a true median)
+    baseline: str | None = None  # "study": time the reference study's loop beside ktmu's step
+    variants: Sequence[str] = ()  # perf_timing.VARIANTS timed beside the run's own configuration, each alone
+    precisions: Sequence[str] = ()  # perf_timing.PERF_PRECISIONS timed beside --precision
+    profile: bool = False  # profile one plain step and list where its time goes
+    run_epochs: int = 8  # the whole-run estimate: the study's dogs run (8 epochs ...
+    run_steps: int = 47  # ... of 47 steps: 1,500 forget images at batch 32)
+    study_test_images: int = 500  # the study's forget-test split on the dogs' difficult level (10 breeds x 50), for its test passes
 
 
 class _PlainCE(UnlearningMethod):
@@ -59,81 +81,62 @@ class _PlainCE(UnlearningMethod):
     name = "plain-ce"
 
     def loss(self, batch: Batch) -> dict[str, torch.Tensor]:
-        ce = cross_entropy(batch.fine_logits, batch.fine_target).mean()
-        return {"loss": ce}
+        return {"loss": cross_entropy(batch.fine_logits, batch.fine_target).mean()}
 
 
-def _synthetic_world(classes: int) -> Hierarchy:
-    groups = max(2, (classes + 6) // 7)
-    return Hierarchy.from_dict({
-        "name": "synthetic",
-        "coarse": [f"group {g}" for g in range(groups)],
-        "fine": [{"name": f"class {i}", "parent": f"group {i % groups}"} for i in range(classes)],
-        "levels": {"difficult": ["class 0"]},
-    })
+def method_named(name: str) -> UnlearningMethod:
+    """A registered method, or the plain cross-entropy yardstick for ``plain-ce``."""
+    return _PlainCE() if name == "plain-ce" else build_method(name)
 
 
-def _synthetic_split(world: Hierarchy, n: int, size: int, seed: int) -> ArrayDataset:
-    rng = np.random.default_rng(seed)
-    labels = np.arange(n) % len(world.fine)
-    images = rng.integers(0, 256, size=(n, size, size, 3), dtype=np.uint8)
-    return ArrayDataset(world, "train", images, labels)
+@dataclass
+class Bench:
+    """One ``ktmu perf`` run's model, world, forget set, evaluation split and the original's weights and outputs."""
+
+    opts: PerfOptions
+    runtime: object
+    backbone: Backbone
+    world: Hierarchy
+    forget: ForgetSet
+    evalset: ConceptDataset
+    original: dict[str, torch.Tensor]
+    reference: Reference
+    notes: list[str] = field(default_factory=list)  # said once with the results (e.g. what a baseline could not time)
+    study: object | None = None  # perf_parts.StudyBaseline once --baseline study has built it
+
+    @property
+    def device(self) -> torch.device:
+        return self.backbone.device
+
+    def config(self, epochs: int = 1, selection: str = "ours") -> TrainConfig:
+        return TrainConfig(lr=1e-7, epochs=epochs, batch_size=self.opts.batch_size, workers=self.runtime.workers, selection=selection)
+
+    def run(self, method: str, cfg: TrainConfig | None = None, shared_reference: bool = True) -> dict[str, float]:
+        """The trainer's seconds (steps, scoring, reference, ..., total) of one run of ``method`` from the original weights."""
+        self.backbone.load_trainable(self.original)
+        log = unlearn(self.backbone, method_named(method), self.forget, self.world, cfg or self.config(), progress=False,
+                      original=self.original, reference=self.reference if shared_reference else None)
+        return log.seconds
+
+    def timed_run(self, method: str, cfg: TrainConfig | None = None, shared_reference: bool = True) -> tuple[TrainerClock, float, dict]:
+        """:meth:`run` timed by :attr:`clock`: the trainer's parts, the whole run, and the trainer's own (wall) seconds."""
+        with TrainerClock(self.clock) as parts:
+            t0 = self.clock()
+            seconds = self.run(method, cfg, shared_reference)
+            total = self.clock() - t0
+        return parts, total, seconds
+
+    @property
+    def clock(self) -> Callable[[], float]:
+        return clock_for(self.device)
+
+    def sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
 
 
-def _peak_mb(device: torch.device) -> float:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return kb / 1024 if sys.platform != "darwin" else kb / 2**20
-
-
-# Dense bf16 tensor-core peaks (TFLOP/s) of common accelerators, from their vendors' data sheets.
-BF16_PEAK_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "L4": 121.0, "A10": 125.0, "RTX 4090": 165.2, "RTX 3090": 71.0}
-
-
-def device_bf16_peak(device: torch.device) -> float | None:
-    """The device's bf16 peak in FLOP/s when known (by GPU name), else None."""
-    if device.type != "cuda":
-        return None
-    name = torch.cuda.get_device_name(device)
-    for key, tflops in BF16_PEAK_TFLOPS.items():
-        if key in name:
-            return tflops * 1e12
-    return None
-
-
-def step_flops(backbone: Backbone, forget: ForgetSet, world: Hierarchy, batch_size: int) -> float:
-    """Model FLOPs of one plain training step (forward + backward of both towers), counted by torch's FlopCounterMode."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    images = forget.source.images(list(range(min(batch_size, len(forget))))).to(backbone.device)
-    fine_tok = backbone.tokenize([f"a photo of a {n}." for n in world.fine_names])
-    coarse_tok = backbone.tokenize([f"a photo of a {n}." for n in world.coarse_names])
-    counter = FlopCounterMode(display=False)
-    with counter:
-        img = backbone.encode_image(images)
-        logits = backbone.logit_scale() * img @ torch.cat([backbone.encode_text(fine_tok), backbone.encode_text(coarse_tok)]).T
-        logits.logsumexp(1).mean().backward()
-    backbone.model.zero_grad(set_to_none=True)
-    return float(counter.get_total_flops())
-
-
-def _timed_run(backbone: Backbone, method: UnlearningMethod, forget: ForgetSet, world: Hierarchy, cfg: TrainConfig, original) -> dict:
-    backbone.load_trainable(original)
-    log = unlearn(backbone, method, forget, world, cfg, progress=False, original=original)
-    return log.seconds
-
-
-def _input_size(backbone: Backbone) -> int:
-    for t in getattr(backbone.preprocess, "transforms", []):
-        size = getattr(t, "size", None)
-        if size:
-            return int(size if isinstance(size, int) else size[0])
-    return 224
-
-
-def run_perf(opts: PerfOptions, progress: bool = False) -> dict:
-    """Measure and return ``{"model", "device", "precision", "step_ratio", "epoch_overhead_ratio", "eval_ratio", "peak_mem_mb", ...}``."""
+def setup(opts: PerfOptions) -> Bench:
+    """Load the model and build the world, forget set (``batch_size x steps`` images), evaluation split and reference."""
     from ktmu.workflows.session import RuntimeOptions
 
     rt = opts.runtime or RuntimeOptions()
@@ -144,99 +147,118 @@ def run_perf(opts: PerfOptions, progress: bool = False) -> dict:
     backbone.set_trainable(rt.train)
     if rt.grad_checkpointing:
         backbone.set_grad_checkpointing(True)
-    embedded = opts.model.split(":")[0] in ("mini-clip", "tiny-clip")
     n_forget = opts.batch_size * opts.steps
-    if embedded:
+    if opts.model.split(":")[0] in ("mini-clip", "tiny-clip"):
         train: ConceptDataset = load_dataset("fashion", "train")
         world = train.hierarchy
         request = UnlearningRequest.parse(world, list(world.levels["difficult"]))
-        evalset: ConceptDataset = load_dataset("fashion", "test")
-        evalset = ArrayDataset(world, "test", evalset.images[: opts.images], evalset.fine_labels[: opts.images])  # type: ignore[attr-defined]
+        test: ConceptDataset = load_dataset("fashion", "test")
+        evalset: ConceptDataset = ArrayDataset(world, "test", test.images[: opts.images], test.fine_labels[: opts.images])  # type: ignore[attr-defined]
     else:
-        world = _synthetic_world(opts.classes)
-        size = opts.image_size or _input_size(backbone)
-        train = _synthetic_split(world, n_forget * len(world.fine), size, seed=0)
+        world = synthetic_world(opts.classes)
+        size = opts.image_size or input_size(backbone)
+        train = synthetic_split(world, n_forget * len(world.fine), size, seed=0)
         request = UnlearningRequest.parse(world, ["class 0"])
-        evalset = _synthetic_split(world, opts.images, size, seed=1)
+        evalset = synthetic_split(world, opts.images, size, seed=1)
     forget = ForgetSet.from_request(request, train, backbone.preprocess, max_per_concept=n_forget)
     original = backbone.copy_trainable()
-    cfg = TrainConfig(lr=1e-7, epochs=1, batch_size=opts.batch_size, workers=rt.workers)
+    reference = compute_reference(backbone, forget, world, workers=rt.workers)
+    return Bench(opts, rt, backbone, world, forget, evalset, original, reference)
 
-    methods = list(opts.methods or METHODS.names())
-    runs: dict[str, list[float]] = {"plain-ce": [], **{m: [] for m in methods}}
-    _timed_run(backbone, _PlainCE(), forget, world, cfg, original)  # warm-up (allocator, kernels, caches)
-    for rep in range(opts.repeats):  # round-robin, so a burst of load elsewhere hits every method alike
-        for m in runs:
-            if progress:
-                print(f"perf: timing {m} ({rep + 1}/{opts.repeats})", file=sys.stderr, flush=True)
-            method = _PlainCE() if m == "plain-ce" else build_method(m)
-            runs[m].append(_timed_run(backbone, method, forget, world, cfg, original)["steps"] / opts.steps)
-    best = {m: min(v) for m, v in runs.items()}  # the least-disturbed repetition of each
-    plain = best.pop("plain-ce")
-    times = best
-    step_ratio = {m: round(t / plain, 3) for m, t in times.items()}
-    flops = step_flops(backbone, forget, world, opts.batch_size)
-    peak = device_bf16_peak(device)
 
-    overhead_cfg = TrainConfig(lr=1e-7, epochs=opts.epochs, batch_size=opts.batch_size, workers=rt.workers)
-    secs = [_timed_run(backbone, build_method("nhl-kl"), forget, world, overhead_cfg, original) for _ in range(max(1, opts.repeats - 1))]
-    sec = min(secs, key=lambda x: (x["total"] - x["steps"]) / x["steps"])
-    overhead = {k: v for k, v in sec.items() if k not in ("steps", "total")}
-    epoch_overhead_ratio = (sec["total"] - sec["steps"]) / sec["steps"]
-    study_cfg = TrainConfig(lr=1e-7, epochs=opts.epochs, batch_size=opts.batch_size, workers=rt.workers, selection="study")
-    sec_study = _timed_run(backbone, build_method("nhl-kl"), forget, world, study_cfg, original)
+def load_average() -> float | None:
+    """The machine's 1-minute load average (None where the OS does not say): noted with every timing."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except OSError:
+        return None
 
-    backbone.load_trainable(original)
-    ev = ZeroShotEvaluator(evalset, backbone.preprocess, batch_size=rt.eval_batch_size, workers=rt.workers)
-    ev.evaluate(backbone)  # first evaluation: preprocessing cache (small in-memory splits) and warm-up
-    pixels = ev.source.tensor if isinstance(ev.source, CachedImageSource) else image_source(evalset, backbone.preprocess, cache_mb=float("inf")).tensor
-    backbone.model.eval()
-    eval_runs, bare_runs = [], []
-    for _ in range(opts.repeats):
-        t0 = time.perf_counter()
-        ev.evaluate(backbone)
-        eval_runs.append(time.perf_counter() - t0)
-        t0 = time.perf_counter()
-        with torch.no_grad():
-            for i in range(0, len(pixels), rt.eval_batch_size):
-                backbone.encode_image(pixels[i : i + rt.eval_batch_size].to(device))
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        bare_runs.append(time.perf_counter() - t0)
-    eval_seconds, bare_seconds = min(eval_runs), min(bare_runs)
-    return {
-        "model": backbone.name,
-        "device": str(device),
-        "precision": rt.precision,
-        "train": rt.train,
-        "batch_size": opts.batch_size,
-        "step_ratio": step_ratio,
-        "step_seconds": {"plain-ce": round(plain, 5), **{m: round(t, 5) for m, t in times.items()}},
-        "epoch_overhead_ratio": round(epoch_overhead_ratio, 3),
-        "epoch_overhead_ratio_study_selection": round((sec_study["total"] - sec_study["steps"]) / sec_study["steps"], 3),
-        "overhead_seconds": {k: round(v, 3) for k, v in overhead.items()},
-        "overhead_run": {"method": "nhl-kl", "epochs": opts.epochs, "steps_per_epoch": opts.steps, "steps_seconds": round(sec["steps"], 3)},
-        "repeats": opts.repeats,
-        "eval_ratio": round(bare_seconds / eval_seconds, 3),
-        "eval_images_per_s": round(len(evalset) / eval_seconds, 1),
-        "bare_images_per_s": round(len(evalset) / bare_seconds, 1),
-        "peak_mem_mb": round(_peak_mb(device), 1),
-        "step_tflops": round(flops / 1e12, 4),
-        "train_images_per_s": round(opts.batch_size / plain, 2),
-        "mfu": round(flops / plain / peak, 4) if peak else None,
-    }
+
+def run_perf(opts: PerfOptions, progress: bool = False) -> dict:
+    """Measure and return the perf record (``model``, ``device``, ``step_ratio``, ``epoch_overhead_ratio``, ``eval_ratio``, ...)."""
+    from ktmu.workflows.perf_parts import evaluation_part, flops_part, overhead_part, steps_part, syncs_part, whole_run_part
+    from ktmu.workflows.perf_profile import profile_part
+
+    load_start = load_average()
+    bench = setup(opts)
+    rt = bench.runtime
+    record: dict = {"model": bench.backbone.name, "device": str(bench.device), "precision": rt.precision, "train": rt.train,
+                    "batch_size": opts.batch_size, "repeats": opts.repeats}
+    t0 = time.perf_counter()
+    steps = steps_part(bench, progress)
+    record.update(steps)
+    record.update(overhead_part(bench, progress))
+    record.update(whole_run_part(bench, record))
+    record.update(flops_part(bench, record))
+    record.update(evaluation_part(bench))
+    record["host_syncs_per_step"] = syncs_part(bench)
+    if opts.profile:
+        record["profile"] = profile_part(bench)
+    record["peak_mem_mb"] = round(peak_mb(bench.device), 1)
+    record["timing"] = {"rounds": opts.repeats, "ratio": "median of per-round ratios of interleaved cells",
+                        "clock": "wall time" if bench.device.type == "cuda" else "process CPU time (median step on CPU)",
+                        "load_average": [load_start, load_average()], "seconds": round(time.perf_counter() - t0, 1)}
+    record["notes"] = bench.notes
+    return record
+
+
+def _fmt_ratios(values: dict[str, float]) -> str:
+    return ", ".join(f"{m} {x:.2f}" for m, x in values.items())
+
+
+def _widest(spreads: dict[str, list[float]]) -> str:
+    """The method whose per-round ratios spread widest, as ``name lo-hi``."""
+    if not spreads:
+        return "-"
+    m = max(spreads, key=lambda k: spreads[k][1] - spreads[k][0])
+    return f"{m} {spreads[m][0]:.2f}-{spreads[m][1]:.2f}"
+
+
+def _study_lines(r: dict) -> list[str]:
+    run = r["run"]
+    lines = [f"vs_study (the study's fp32 step / ktmu's step): {_fmt_ratios(r['vs_study'])}",
+             f"  model-FLOP ratio of the two designs ({r['study_flop_method']}): {r['study_flop_ratio']:.2f}; "
+             f"vs_study is {100 * r['vs_study_of_flop_ratio']:.0f} % of it",
+             f"  by ktmu's configuration ({r['study_flop_method']}): {_fmt_ratios(r['vs_study_by_variant'])}",
+             f"  whole run ({run['epochs']} epochs x {run['steps_per_epoch']} steps): vs_study_run {_fmt_ratios(r['vs_study_run'])}",
+             f"  with the study's {r['study_tests_per_run']} forget-test passes ({r['study_test_seconds']:.1f} s each): "
+             + _fmt_ratios(r["vs_study_run_with_tests"])]
+    return lines
 
 
 def format_perf(r: dict) -> str:
     """The perf record as a short text report."""
-    lines = [f"model {r['model']} on {r['device']} ({r['precision']}, train {r['train']}), batch {r['batch_size']}",
+    lines = [f"model {r['model']} on {r['device']} ({r['precision']}, train {r['train']}), batch {r['batch_size']}, "
+             f"{r['repeats']} interleaved rounds, load average {r['timing']['load_average']}",
              f"plain cross-entropy step: {r['step_seconds']['plain-ce'] * 1000:.1f} ms",
-             "step_ratio (method step / plain step): " + ", ".join(f"{m} {x:.2f}" for m, x in r["step_ratio"].items()),
-             f"epoch_overhead_ratio (nhl-kl, outside the steps / steps): {r['epoch_overhead_ratio']:.3f} "
-             f"(with --selection study: {r['epoch_overhead_ratio_study_selection']:.3f})  "
-             + ", ".join(f"{k} {v:.2f} s" for k, v in r["overhead_seconds"].items()) + f"; steps {r['overhead_run']['steps_seconds']:.2f} s",
-             f"eval_ratio (evaluation / bare image forward throughput): {r['eval_ratio']:.3f}  ({r['eval_images_per_s']:.0f} vs {r['bare_images_per_s']:.0f} images/s)",
-             f"plain step: {r['train_images_per_s']:.1f} images/s, {r['step_tflops']:.3f} TFLOP per step"
-             + (f", MFU {100 * r['mfu']:.1f} % of the device's bf16 peak" if r.get("mfu") else ""),
-             f"peak memory: {r['peak_mem_mb']:.0f} MB"]
+             "step_ratio (method step / plain step, median of rounds): " + _fmt_ratios(r["step_ratio"]),
+             f"  worst {max(r['step_ratio'].values()):.2f}; widest spread {_widest(r['step_ratio_spread'])}"]
+    for name, v in r.get("variants", {}).items():
+        extra = f", compiling {v['compile_seconds']:.1f} s (not in the step)" if v.get("compile_seconds") is not None else ""
+        mfu = f", MFU {100 * v['mfu']:.1f} %" if v.get("mfu") else ""
+        lines.append(f"variant {name}: plain step {v['plain_step_seconds'] * 1000:.1f} ms, speedup {v['speedup']['ratio']:.2f} "
+                     f"({v['speedup']['spread'][0]:.2f}-{v['speedup']['spread'][1]:.2f}){mfu}{extra}")
+    if r.get("vs_study"):
+        lines += _study_lines(r)
+    o = r["overhead_per_epoch"]
+    lines += [f"epoch_overhead_ratio (nhl-kl, outside the steps / steps): {r['epoch_overhead_ratio']:.3f} "
+              f"(with --selection study: {r['epoch_overhead_ratio_study_selection']:.3f}; with a session's shared reference: "
+              f"{r['epoch_overhead_ratio_shared_reference']:.3f}); scoring {r['scoring_ratio']:.3f} "
+              f"against its floor {r['scoring_floor']:.3f} (one no-grad image pass over {o['forget_images']} forget images)",
+              "  " + ", ".join(f"{k} {v:.2f} s" for k, v in r["overhead_seconds"].items()) + f"; steps {r['overhead_run']['steps_seconds']:.2f} s",
+              f"eval_ratio (evaluation / bare image forward throughput): {r['eval_ratio']:.3f}  "
+              f"({r['eval_images_per_s']:.0f} vs {r['bare_images_per_s']:.0f} images/s)",
+              f"plain step: {r['train_images_per_s']:.1f} images/s, {r['step_tflops']:.3f} TFLOP per step"
+              + (f", MFU {100 * r['mfu']:.1f} % of the device's {r['precision']} peak ({r['mfu_peak_tflops']:.0f} TFLOP/s)" if r.get("mfu") else ""),
+              "attention ops: " + "; ".join(f"{k}: {', '.join(v) or 'none fused'}" for k, v in r["attention_ops"].items()),
+              f"peak memory: {r['peak_mem_mb']:.0f} MB"]
+    if r.get("host_syncs_per_step") is not None:
+        lines.append("host syncs per step: " + _fmt_ratios(r["host_syncs_per_step"]))
+    if r.get("profile"):
+        p = r["profile"]
+        lines.append(f"profile of the plain step: {p['wall_ms_per_step']:.1f} ms, kernel time by kind "
+                     + ", ".join(f"{k} {100 * v:.0f} %" for k, v in p["by_kind"].items())
+                     + (f", device busy {100 * p['busy_share']:.0f} % of the wall time" if p.get("busy_share") is not None else ""))
+        lines += [f"  {row['name'][:70]:70s} {row['ms']:8.2f} ms {100 * row['share']:5.1f} %" for row in p["rows"]]
+    lines += [f"note: {n}" for n in r.get("notes", [])]
     return "\n".join(lines)

@@ -41,6 +41,7 @@ class RuntimeOptions:
     precision: str = "fp32"  # fp32 | bf16 | amp-fp16 (weights stay fp32; autocast for compute)
     train: str = "default"  # which weights train: default (the backbone's own choice), both, image, text, ... ('+'-joined)
     grad_checkpointing: bool = False  # recompute activations in backward: ViT-L/14 at batch 32 in 24 GB
+    compile: str | None = None  # torch.compile mode of the encoders (ktmu.backbones.speed.COMPILE_MODES); None: eager, no compile wait
     force: bool = False  # run (and flag) a request whose original model does not know the concept
     workers: int = 0  # DataLoader worker processes for streamed images
     eval_batch_size: int = 256  # images per forward pass during evaluation
@@ -149,6 +150,8 @@ def open_session(
     backbone.set_trainable(rt.train)
     if rt.grad_checkpointing:
         backbone.set_grad_checkpointing(True)
+    if rt.compile:
+        backbone.compile(rt.compile)
     forget_set = ForgetSet.from_request(plan.request, plan.train, backbone.preprocess, max_per_concept, seed, progress=progress)
     evaluator, original_scores = None, None
     if evaluate and plan.test is not None:
