@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     check_seeds(args.seeds)
     cfg = options.audit_config(args)
     rt = options.runtime(args)
-    plan = options.plan(args, args.forget, args.goal)
+    plan = options.plan(args, args.forget, args.goal, history=False)  # --forget names what was forgotten, whatever --model's ledger holds
     out = Path(args.out)
     if is_main():
         out = prepare_out_dir(args.out, resume=True)  # created and writable; only audit.json is ever replaced here

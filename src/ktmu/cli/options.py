@@ -52,6 +52,13 @@ def add_request_options(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--goal", default="fine", choices=GOALS)
 
 
+def add_ledger_options(sp: argparse.ArgumentParser) -> None:
+    """``--original``: where the base model of ``--model``'s ledger loads from, when not from the spec the ledger names."""
+    sp.add_argument("--original", metavar="SPEC",
+                    help="the base model of --model's ledger (the model its first request started from), when it no longer loads from the "
+                         "spec the ledger names; its weights must match the ledger's sha256")
+
+
 def add_runtime_options(sp: argparse.ArgumentParser, training: bool) -> None:
     """Device, precision and data loading; with ``training`` also which weights train and gradient checkpointing."""
     sp.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda or cuda:N")
@@ -147,11 +154,13 @@ def data_options(args: argparse.Namespace) -> dict[str, str]:
     return options(args.world, args.data_root, args.hierarchy)
 
 
-def plan(args: argparse.Namespace, forget: list[str] | None = None, goal: str = "fine", evaluate: bool = True) -> Plan:
+def plan(args: argparse.Namespace, forget: list[str] | None = None, goal: str = "fine", evaluate: bool = True, history: bool = True) -> Plan:
+    """The run's plan (``history=False``: ignore ``--model``'s ledger, see :func:`ktmu.workflows.options.plan_run`)."""
     from ktmu.workflows.options import plan_run
 
     return plan_run(world=args.world, model=args.model, level=args.level, forget=forget, goal=goal, max_per_concept=args.max_per_concept,
-                    data_root=args.data_root, hierarchy=args.hierarchy, zero_shot=getattr(args, "zero_shot", None), evaluate=evaluate)
+                    data_root=args.data_root, hierarchy=args.hierarchy, zero_shot=getattr(args, "zero_shot", None), evaluate=evaluate,
+                    force=getattr(args, "force", False), history=history)
 
 
 def open_session(args: argparse.Namespace, plan: Plan, rt: RuntimeOptions) -> Session:
@@ -161,7 +170,7 @@ def open_session(args: argparse.Namespace, plan: Plan, rt: RuntimeOptions) -> Se
     for note in plan.notes:
         say(note)
     return open_(world=args.world, model=args.model, max_per_concept=args.max_per_concept, seed=args.seed, progress=not args.quiet,
-                 evaluate=plan.test is not None, runtime=rt, plan=plan)
+                 evaluate=plan.test is not None, runtime=rt, plan=plan, original=getattr(args, "original", None))
 
 
 def train_config(args: argparse.Namespace) -> TrainConfig:

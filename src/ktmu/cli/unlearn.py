@@ -16,6 +16,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     sp = options.command(subparsers, "unlearn", HELP)
     sp.add_argument("--method", default="nhl-kl", help="registered method name")
     options.add_request_options(sp)
+    options.add_ledger_options(sp)
     options.add_out_folder(sp, "model.safetensors and results.json", overwrite="replace the results of an earlier run in --out")
     options.add_set_option(sp, "method hyperparameter, e.g. --set margin=3")
     options.add_unlearning_options(sp, audit="also audit the unlearned model (ktmu audit's probes; every seed's with --seeds); "

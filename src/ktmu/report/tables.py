@@ -96,20 +96,36 @@ def table_rows(original: dict, records: Sequence[dict]) -> list[list[str]]:
     return rows
 
 
-def markdown_table(original: dict, records: Sequence[dict]) -> str:
-    columns = _columns(records)
-    head = ["method", *columns]
-    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] + ["---:"] * (len(columns) - 1) + ["---"]) + "|"]
-    lines += ["| " + " | ".join(r) + " |" for r in table_rows(original, records)]
-    return "\n".join(lines)
+def markdown_table(original: dict, records: Sequence[dict], original_label: str = "original") -> str:
+    """The table in Markdown; ``original_label`` names the first row (``previous`` for a model earlier requests changed)."""
+    return markdown_lines(["method", *_columns(records)], _relabel(table_rows(original, records), original_label), text_last=True)
 
 
-def text_table(original: dict, records: Sequence[dict]) -> str:
-    head = ["method", *_columns(records)]
-    rows = [head] + table_rows(original, records)
+def text_table(original: dict, records: Sequence[dict], original_label: str = "original") -> str:
+    """The table as aligned text (what the commands print); ``original_label`` names the first row."""
+    return aligned(["method", *_columns(records)], _relabel(table_rows(original, records), original_label), text_last=True)
+
+
+def _relabel(rows: list[list[str]], label: str) -> list[list[str]]:
+    return [[label, *rows[0][1:]], *rows[1:]]
+
+
+def markdown_lines(head: Sequence[str], rows: Sequence[Sequence[str]], text_last: bool = False) -> str:
+    """A Markdown table: the first column (and with ``text_last`` the last) left-aligned, the others right-aligned numbers."""
+    inner = len(head) - (2 if text_last else 1)
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] + ["---:"] * inner + (["---"] if text_last else [])) + "|"]
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
+
+
+def aligned(head: Sequence[str], rows: Sequence[Sequence[str]], text_last: bool = False) -> str:
+    """Rows as aligned text under ``head`` and a rule: the first column (and with ``text_last`` the last) left-aligned, the others right-aligned."""
+    rows = [list(head), *map(list, rows)]
     widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
-    fmt = lambda r: "  ".join(c.ljust(w) if i in (0, len(head) - 1) else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))  # noqa: E731
+    left = {0, len(head) - 1} if text_last else {0}
+    fmt = lambda r: "  ".join(c.ljust(w) if i in left else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))  # noqa: E731
     return "\n".join([fmt(rows[0]), "-" * (sum(widths) + 2 * (len(widths) - 1))] + [fmt(r).rstrip() for r in rows[1:]])
 
 
 table_columns = _columns  # the public name: the HTML report prints the same columns (ktmu.report.sections)
+format_value = _fmt  # public names for the other tables (ktmu.report.sequence): one number format, one "± interval" rule
+with_interval = _with_interval

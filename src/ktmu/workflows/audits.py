@@ -16,6 +16,7 @@ from ktmu.audit.run import AuditConfig, Auditor, audit_over_seeds, check_same_ar
 from ktmu.audit.seeds import aggregate_audits
 from ktmu.backbones import load_backbone
 from ktmu.evaluation.protocol import UnlearningEvaluator
+from ktmu.workflows.lineage import check_original, read_model_ledger
 from ktmu.workflows.session import Plan, RuntimeOptions, Session
 
 ROLE_ORDER = ("original", "unlearned", "oracle")  # loaded and measured in this order: the reference first
@@ -58,10 +59,12 @@ def audit_checkpoints(plan: Plan, specs: Mapping[str, str], cfg: AuditConfig, ru
     """
     say = log or (lambda _: None)
     roles = [r for r in ROLE_ORDER if r in specs]
+    ledger = read_model_ledger(specs["unlearned"])  # a corrupt ledger or another architecture: refused before any model loads
     backbones = {role: load_backbone(specs[role], device=runtime.device, precision=runtime.precision) for role in roles}
     for role in ("original", "oracle"):
         if role in backbones:
             check_same_architecture(backbones["unlearned"], backbones[role], f"--{role}")
+    check_original(ledger, backbones["original"], specs["original"])
     for note in plan.notes:
         say(note)
     preprocess = backbones["unlearned"].preprocess
