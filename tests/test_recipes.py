@@ -31,7 +31,7 @@ def _parse(argv):
 # ---- the shipped recipes ---------------------------------------------------------------------------------------
 def test_the_shipped_recipes_are_the_ones_the_readme_names():
     assert {p.relative_to(CONFIGS).as_posix() for p in SHIPPED} == {
-        "embedded/fashion-difficult.yaml", "study/imgnetdogs-easy.yaml", "study/imgnetdogs-medium.yaml",
+        "embedded/fashion-difficult.yaml", "embedded/fashion-sequence.yaml", "study/imgnetdogs-easy.yaml", "study/imgnetdogs-medium.yaml",
         "study/imgnetdogs-difficult.yaml", "study/compcars-s.yaml"}
 
 

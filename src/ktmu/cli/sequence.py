@@ -54,7 +54,8 @@ def run(args: argparse.Namespace) -> int:
     hyper = method_settings(args.method, args.set or [], recipe.method(args.method) if recipe is not None else None)
     cfg = options.train_config(args)
     rt = options.runtime(args)
-    plan = plan_sequence(_steps(args), args.goal, at_once=not args.no_at_once, force=args.force, world=args.world, model=args.model,
+    args.steps = _steps(args)  # what ran, for the recipe record (a recipe's steps: key)
+    plan = plan_sequence(args.steps, args.goal, at_once=not args.no_at_once, force=args.force, world=args.world, model=args.model,
                          level=args.level, max_per_concept=args.max_per_concept, data_root=args.data_root, hierarchy=args.hierarchy,
                          zero_shot=args.zero_shot)
     key = sequence_key(plan, args.method, hyper, cfg, args.seeds, rt, max_per_concept=args.max_per_concept, data=options.data_options(args),

@@ -61,11 +61,20 @@ def run(args: argparse.Namespace) -> int:
     record = run_seeds(session, plan.train, args.method, cfg, hyper, args.seeds, auditors=auditors, finish=finish, progress=not args.quiet)
     dump(record, out / "results.json")
     say(f"request: forget {', '.join(session.request.concepts)} ({session.request.goal}); forget set {len(session.forget)} images")
-    say(text_table(record["original"], [record]))
+    say(text_table(record["original"], [record], "previous" if session.request.also_forgotten else "original"))
+    if "cumulative" in record:
+        from ktmu.report.sequence import sequence_text_table
+
+        step = f"{len(record['ledger']['requests'])} +{', '.join(session.request.concepts)}"  # this run's number in the ledger it wrote
+        say(f"against the base model {record['cumulative']['base_model']['spec']} (every request of the checkpoint's ledger and this one):")
+        say(sequence_text_table([(step, record)]))
     if "audit" in record:
         from ktmu.audit.report import audit_table
 
         say(audit_table(record["audit"]))
+        for entry in record.get("ledger_audit", []):
+            say(f"request {entry['request']} of the ledger ({', '.join(entry['concepts'])}) against the base model:")
+            say(audit_table(entry["audit"]))
     say(f"wrote {out / 'model.safetensors'} and {out / 'results.json'} ({time.time() - t0:.1f} s)")
     options.write_report(args)
     if args.export and is_main():

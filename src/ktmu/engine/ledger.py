@@ -259,8 +259,8 @@ def _header_metadata(path: Path) -> dict[str, str] | None:
         return None
 
 
-def _first_difference(a: Any, b: Any, where: str) -> str | None:
-    """The path of the first field where ``a`` and ``b`` differ (``requests[0].concepts``), or None when equal."""
+def _first_difference(a: Any, b: Any, where: str = "") -> tuple[str, Any, Any] | None:
+    """The first field where ``a`` and ``b`` differ, as (path such as ``requests[0].concepts[0]``, a's value, b's), or None when equal."""
     if isinstance(a, dict) and isinstance(b, dict):
         for k in sorted(set(a) | set(b)):
             found = _first_difference(a.get(k), b.get(k), f"{where}.{k}" if where else k)
@@ -269,7 +269,7 @@ def _first_difference(a: Any, b: Any, where: str) -> str | None:
         return None
     if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
         return next((d for i, (x, y) in enumerate(zip(a, b)) if (d := _first_difference(x, y, f"{where}[{i}]"))), None)
-    return None if a == b else where
+    return None if a == b else (where, a, b)
 
 
 def _parse(text: str, where: str) -> Any:
@@ -301,10 +301,11 @@ def read_ledger(checkpoint: str | Path) -> Ledger:
     except OSError as e:
         raise LedgerError(f"cannot read {sidecar} ({e.strerror or e}).") from e
     beside = Ledger.from_json(raw, str(sidecar))
-    differs = _first_difference(inside.to_json(dated=False), beside.to_json(dated=False), "")
+    differs = _first_difference(inside.to_json(dated=False), beside.to_json(dated=False))
     if differs:
-        raise LedgerError(f"{sidecar} differs from the ledger inside {path} at {differs}: it was edited by hand. ktmu reads the ledger "
-                          f"inside the checkpoint; restore {sidecar.name} (or delete it) and run again.")
+        field_path, mine, theirs = differs
+        raise LedgerError(f"{sidecar} differs from the ledger inside {path} at {field_path} ({theirs!r} there, {mine!r} in the checkpoint): "
+                          f"it was edited by hand. ktmu reads the ledger inside the checkpoint; restore {sidecar.name} (or delete it) and run again.")
     return beside
 
 

@@ -23,6 +23,7 @@ from ktmu.concepts import Hierarchy, HierarchyError
 from ktmu.engine.ledger import (BaseModel, Ledger, LedgerEntry, LedgerError, absolute_spec, architecture_of, checkpoint_of,
                                 ledger_metadata, read_ledger, weights_sha256, write_sidecar)
 from ktmu.engine.request import RequestError, UnlearningRequest
+from ktmu.errors import UsageError
 from ktmu.evaluation.cumulative import concept_accuracies, concept_scores, cumulative_summary
 from ktmu.evaluation.protocol import UnlearningEvaluator
 from ktmu.evaluation.records import recorded_scores
@@ -118,21 +119,39 @@ def check_weights(ledger: Ledger, backbone: Backbone, spec: str) -> None:
                           "were changed after it was written. Use the checkpoint ktmu wrote, or a model without a ledger.")
 
 
-def _load_base(ledger: Ledger, original: str | None, rt: RuntimeOptions, evaluator: UnlearningEvaluator) -> BasePredictions:
-    """Load the ledger's base (or ``original``), check its sha256 and architecture, and predict with it."""
-    base = ledger.base
+def check_original_spec(ledger: Ledger, original: str | None, spec: str) -> None:
+    """Refuse an ``--original`` (the base model's spec) for a ``--model`` without a ledger, or of another architecture than the ledger's base."""
+    if original is None:
+        return
+    if ledger.empty:
+        raise UsageError(f"--original names the base model of --model's ledger, but --model {spec} carries none (no request changed it); "
+                         "drop --original.")
+    if architecture_of(original) != ledger.base.architecture:
+        raise LedgerError(f"--original {original} is a {architecture_of(original)} model, but the ledger's base model {ledger.base.spec} is "
+                          f"{ledger.base.architecture}; pass --original with the model the ledger's first request started from.")
+
+
+def _checked_base(base: BaseModel, rt: RuntimeOptions, original: str | None = None) -> Backbone:
+    """Load the base model (from its spec, or ``original``), refusing one whose sha256 is not the ledger's (:func:`check_original_spec` first)."""
     spec = original or base.spec
-    if original is not None and architecture_of(original) != base.architecture:
-        raise LedgerError(f"--original {original} is a {architecture_of(original)} model, but the ledger's base model {base.spec} is "
-                          f"{base.architecture}; pass --original with the model the ledger's first request started from.")
     backbone = load_backbone(spec, device=rt.device, precision=rt.precision)
     sha = state_sha256(backbone)
     if sha != base.sha256:
         said = f"--original {original} is not" if original is not None else f"the ledger's base model {spec} now loads weights that are not"
         raise LedgerError(f"{said} the model the ledger's first request started from (sha256 {sha[:12]}..., the ledger says "
                           f"{base.sha256[:12]}...). Pass --original SPEC with that model (e.g. the checkpoint it was loaded from).")
-    world, others = evaluator.predict(backbone)
-    return BasePredictions(base, spec, world, others)
+    return backbone
+
+
+def _load_base(ledger: Ledger, original: str | None, rt: RuntimeOptions, evaluator: UnlearningEvaluator) -> BasePredictions:
+    """Load the ledger's base (or ``original``), checked (:func:`_checked_base`), and predict with it."""
+    world, others = evaluator.predict(_checked_base(ledger.base, rt, original))
+    return BasePredictions(ledger.base, original or ledger.base.spec, world, others)
+
+
+def load_base_backbone(base: BasePredictions, rt: RuntimeOptions) -> Backbone:
+    """The base model of a session's :class:`History` loaded again (for the ledger audits), from where it was loaded before."""
+    return _checked_base(base.model, rt, base.spec if base.spec != base.model.spec else None)
 
 
 def open_history(plan_ledger: Ledger, spec: str, backbone: Backbone, request: UnlearningRequest, evaluator: UnlearningEvaluator | None,

@@ -22,6 +22,7 @@ from ktmu.evaluation.cumulative import aggregate_cumulative
 from ktmu.evaluation.protocol import UnlearningEvaluator
 from ktmu.evaluation.seeds import aggregate, run_replicates
 from ktmu.evaluation.zero_shot import WorldEval
+from ktmu.workflows.ledger_audits import LedgerAuditors, aggregate_ledger_audits
 from ktmu.workflows.lineage import History
 from ktmu.workflows.audits import SeedAuditors, with_audit_interval
 from ktmu.workflows.options import check_seeds
@@ -41,7 +42,8 @@ def run_seeds(session: Session, train: ConceptDataset, method: str, cfg: TrainCo
     ``audit`` holds mean ± interval). ``finish`` runs last for each seed.
     """
     check_seeds(seeds)
-    records, replicates, cumulative, audit_replicates = [], [], [], []
+    records, replicates, cumulative, audit_replicates, ledger_replicates = [], [], [], [], []
+    ledger = LedgerAuditors(session, auditors.cfg) if auditors is not None and LedgerAuditors.applies(session) else None
     for i in range(seeds):
         seed = session.seed + i
         run = reseed(session, train, seed)
@@ -55,10 +57,16 @@ def run_seeds(session: Session, train: ConceptDataset, method: str, cfg: TrainCo
             record["audit"], reps = auditors.audit(run, method, replicates=seeds > 1)
             if reps is not None:
                 audit_replicates.append(reps)
+            if ledger is not None:  # the ledger's requests too, each against the base model
+                record["ledger_audit"], reps = ledger.audit(run, method, replicates=seeds > 1)
+                ledger_replicates += [reps] if reps is not None else []
         if finish is not None:
             finish(run, record, i == 0)
         records.append(record)
-    return with_audit_interval(records[0] if seeds == 1 else aggregate_runs(records, replicates, cumulative), audit_replicates)
+    out = with_audit_interval(records[0] if seeds == 1 else aggregate_runs(records, replicates, cumulative), audit_replicates)
+    if ledger_replicates:
+        out["ledger_audit"] = aggregate_ledger_audits([r["ledger_audit"] for r in records], ledger_replicates)
+    return out
 
 
 def seed_replicates(record: dict, original: WorldEval, unlearned: WorldEval, others: Mapping[str, WorldEval], evaluator: UnlearningEvaluator,

@@ -33,8 +33,8 @@ from ktmu.engine.config import TrainConfig
 from ktmu.engine.reference import Reference, compute_reference, reads_reference
 from ktmu.engine.trainer import unlearn
 from ktmu.engine.ledger import Ledger
-from ktmu.workflows.lineage import (BasePredictions, History, check_weights, cumulative_record, ledger_request, open_history, read_model_ledger,
-                                    save_checkpoint)
+from ktmu.workflows.lineage import (BasePredictions, History, check_original_spec, check_weights, cumulative_record, ledger_request,
+                                    open_history, read_model_ledger, save_checkpoint)
 
 DEFAULT_LEVEL = "difficult"
 
@@ -179,6 +179,7 @@ def open_session(
     """
     rt = runtime or RuntimeOptions(device=device)
     plan = plan or plan_session(forget, goal, world, model, level, evaluate, data_options, zero_shot, force=rt.force)
+    check_original_spec(plan.ledger, original, model)
     if backbone is None:
         backbone = load_backbone(model, device=rt.device, precision=rt.precision)
     backbone.set_trainable(rt.train)
