@@ -43,12 +43,12 @@ def run(args: argparse.Namespace) -> int:
     key = bench_run_key(plan.request.describe(), model=args.model, world=args.world, data=options.data_options(args),
                         zero_shot=args.zero_shot, max_per_concept=args.max_per_concept, seed=args.seed, runtime=rt,
                         set_items=args.set or [], cfg=cfg, recipe_methods=hypers if recipe is not None else None,
-                        audit=args.audit, seeds=args.seeds)
+                        audit=options.audit_key(args, plan.request), seeds=args.seeds)
     store = BenchStore.open(args.out, key, methods, overwrite=args.overwrite, resume=args.resume, write=is_main())
     if store.done:
         say(f"resuming the bench in {args.out}: {', '.join(store.done)} already finished with the same settings; not re-run.")
     session = options.open_session(args, plan, rt)
-    auditors = options.auditors(args)
+    auditors = options.auditors(args, session)
 
     def finish(run, record: dict, first: bool) -> None:
         record["provenance"] = options.provenance(args)

@@ -95,8 +95,11 @@ def add_recipe_options(sp: argparse.ArgumentParser) -> None:
 
 
 def add_unlearning_options(sp: argparse.ArgumentParser, audit: str) -> None:
-    """What every unlearning command (unlearn, bench) takes: ``--audit`` (its help), ``--seeds``, the session and recipe options."""
+    """What every unlearning command (unlearn, bench) takes: ``--audit`` (its help), ``--oracle``, ``--seeds``, the session and recipe options."""
     sp.add_argument("--audit", action="store_true", help=audit)
+    sp.add_argument("--oracle", metavar="SPEC", help="with --audit: a model of the same architecture that never learned the concept; every "
+                                                     "row gets its gaps to it (default: mini-clip:without-shirt for mini-clip forgetting "
+                                                     "shirt in fashion, fine goal; 'none' for none)")
     add_seeds_option(sp)
     add_session_options(sp)
     add_recipe_options(sp)
@@ -173,18 +176,46 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
 
 
 def audit_config(args: argparse.Namespace) -> AuditConfig:
-    """``ktmu audit``'s budget flags; ``unlearn/bench --audit`` have none and get the defaults."""
+    """``ktmu audit``'s budget flags; ``unlearn/bench --audit`` have none and get the defaults; the run's neighbour setting."""
     from ktmu.audit.options import audit_config as config
 
     budgets = {k: getattr(args, k) for k in ("probe_per_class", "relearn_steps", "relearn_images") if hasattr(args, k)}
-    return config(max_per_concept=args.max_per_concept, seed=args.seed, **budgets)
+    return config(max_per_concept=args.max_per_concept, seed=args.seed, neighbours=getattr(args, "neighbours", 0) or 0,
+                  neighbours_scope=getattr(args, "neighbours_scope", None) or "siblings", **budgets)
 
 
-def auditors(args: argparse.Namespace) -> SeedAuditors | None:
-    """With ``--audit``: the per-seed auditors of an unlearning command's runs, else None."""
+def audit_oracle(args: argparse.Namespace, request) -> tuple[str | None, str]:
+    """The oracle ``--audit`` compares against (``--oracle``, else the shipped one of the request, else None) and a note to say once."""
+    from ktmu.audit.oracle import resolve_oracle
+    from ktmu.errors import UsageError
+
+    if not args.audit:
+        if getattr(args, "oracle", None):
+            raise UsageError("--oracle is the audit's oracle: add --audit (or leave --oracle out).")
+        return None, ""
+    return resolve_oracle(getattr(args, "oracle", None), args.model, request)
+
+
+def auditors(args: argparse.Namespace, session: Session | None = None) -> SeedAuditors | None:
+    """With ``--audit``: the per-seed auditors of an unlearning command's runs (checked against ``session`` before training), else None."""
     from ktmu.workflows.audits import SeedAuditors
 
-    return SeedAuditors(audit_config(args)) if args.audit else None
+    oracle, note = audit_oracle(args, session.request) if session is not None else (None, "")
+    if not args.audit:
+        return None
+    seeded = SeedAuditors(audit_config(args), oracle)
+    if session is not None:
+        seeded.prepare(session)
+        for line in [note, *seeded.notes()]:
+            if line:
+                say(line)
+    return seeded
+
+
+def audit_key(args: argparse.Namespace, request) -> bool | dict:
+    """What of the audit makes a bench another bench: False, True, or ``{"oracle": SPEC}`` when rows carry an oracle."""
+    oracle, _ = audit_oracle(args, request)
+    return {"oracle": oracle} if oracle else bool(args.audit)
 
 
 def provenance(args: argparse.Namespace) -> dict:

@@ -41,6 +41,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = options.train_config(args)
     rt = options.runtime(args)
     plan = options.plan(args, args.forget, args.goal)
+    options.audit_oracle(args, plan.request)  # --oracle without --audit is refused before anything runs
     if args.export:
         from ktmu.backbones.export import check_format
         from ktmu.workflows.export import prepare_export_dir
@@ -56,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
         if is_main() and first:  # the first seed's weights, as its record is the top level of results.json
             record["weights"] = str(save_unlearned(run, out, record))
 
-    auditors = options.auditors(args)
+    auditors = options.auditors(args, session)
     record = run_seeds(session, plan.train, args.method, cfg, hyper, args.seeds, auditors=auditors, finish=finish, progress=not args.quiet)
     dump(record, out / "results.json")
     say(f"request: forget {', '.join(session.request.concepts)} ({session.request.goal}); forget set {len(session.forget)} images")

@@ -21,7 +21,7 @@ from ktmu.workflows.session import RuntimeOptions, Session
 
 def bench_run_key(request: Mapping[str, Any], model: str, world: str, data: Mapping[str, str], zero_shot: Sequence[str] | None,
                   max_per_concept: int, seed: int, runtime: RuntimeOptions, set_items: Sequence[str], cfg: TrainConfig,
-                  recipe_methods: Mapping[str, Mapping[str, Any]] | None = None, audit: bool = False, seeds: int = 1) -> dict[str, Any]:
+                  recipe_methods: Mapping[str, Mapping[str, Any]] | None = None, audit: bool | Mapping[str, Any] = False, seeds: int = 1) -> dict[str, Any]:
     """The settings that make a bench in ``--out`` the same bench: equal keys resume, different keys are refused.
 
     ``request``: :meth:`UnlearningRequest.describe`; ``data``: the world loader's options;
@@ -34,8 +34,8 @@ def bench_run_key(request: Mapping[str, Any], model: str, world: str, data: Mapp
                            "set": list(set_items), "lr": cfg.lr, "epochs": cfg.epochs, "batch_size": cfg.batch_size}
     if recipe_methods is not None:
         key["recipe_methods"] = {k: dict(v) for k, v in recipe_methods.items()}
-    if audit:  # audited rows are another bench (their records carry the audit)
-        key["audit"] = True
+    if audit:  # audited rows are another bench (their records carry the audit; with an oracle, rows against it)
+        key["audit"] = dict(audit) if isinstance(audit, Mapping) else True
     if seeds > 1:  # rows over several seeds are another bench
         key["seeds"] = seeds
     return key
