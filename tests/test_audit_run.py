@@ -17,7 +17,7 @@ from torch import nn
 from torchvision import transforms
 
 from ktmu.audit.relearn import RelearnConfig, curve_points, relearn_indices, relearning_curve
-from ktmu.audit.run import AuditConfig, Auditor, audit_models
+from ktmu.audit.run import AuditConfig, Auditor, audit_models, measure_models
 from ktmu.backbones.base import Backbone
 from ktmu.cli import main
 from ktmu.concepts import Hierarchy
@@ -92,14 +92,14 @@ def known_split(world: Hierarchy, split: str, per_class: int, seed: int) -> Arra
     return ArrayDataset(world, split, images, labels)
 
 
-def known_auditor(world_dict=KNOWN_WORLD, forget="coat", train_per_class=20, max_per_concept=5, force=False) -> Auditor:
+def known_auditor(world_dict=KNOWN_WORLD, forget="coat", train_per_class=20, max_per_concept=5, force=False, steps=(0, 2, 4)) -> Auditor:
     world = Hierarchy.from_dict(world_dict)
     train, test = known_split(world, "train", train_per_class, 0), known_split(world, "test", 10, 1)
     request = UnlearningRequest.parse(world, [forget])
     preprocess = transforms.ToTensor()
     # probe budget 20: every shirt train image but only the 15 coats outside the forget set, so where coat and shirt
     # images share one feature the probe's best guess is shirt (a tie would otherwise be broken by rounding)
-    cfg = AuditConfig(probe_per_class=20, relearn=RelearnConfig(steps=(0, 2, 4), batch_size=4, images_per_concept=4),
+    cfg = AuditConfig(probe_per_class=20, relearn=RelearnConfig(steps=steps, batch_size=4, images_per_concept=4),
                       max_per_concept=max_per_concept)
     return Auditor(request, train, UnlearningEvaluator(request, test, [], preprocess), preprocess, cfg, force=force)
 
@@ -318,7 +318,7 @@ def test_per_image_hits_reproduce_the_records_numbers_and_another_seed_reuses_th
     from ktmu.audit.report import HEADLINE, get_path
     from ktmu.audit.seeds import audit_statistics
 
-    auditor = known_auditor()
+    auditor = known_auditor(steps=(0, 2, 50))  # 50: the headline point relearn@50 (and retain@50) is measured
     world = auditor.world
     original, suppressed = known_backbone(world), known_backbone(world)
     with torch.no_grad():
@@ -326,7 +326,8 @@ def test_per_image_hits_reproduce_the_records_numbers_and_another_seed_reuses_th
     collapsed = known_backbone(world)
     with torch.no_grad():
         collapsed.model.image_proj[:, COAT] = collapsed.model.image_proj[:, 0]
-    measured = {role: auditor.measure(b, role) for role, b in (("original", original), ("unlearned", suppressed), ("oracle", collapsed))}
+    measured = measure_models(auditor, {"original": ("known", original), "unlearned": ("suppressed", suppressed),
+                                        "oracle": ("collapsed", collapsed)})
     result = auditor.result(measured)
     n = len(auditor.d_f_positions)
     wc = {role: list(rec["worst_case"]["accuracies"]) for role, rec in result["models"].items()}
@@ -340,7 +341,9 @@ def test_per_image_hits_reproduce_the_records_numbers_and_another_seed_reuses_th
                 continue
             assert stats[role][key][0] == pytest.approx(value, abs=1e-4), (role, key)
             checked += 1
-    assert checked >= 25 and "gap_held_out_alias" in stats["unlearned"]
+    assert checked >= 40 and "gap_held_out_alias" in stats["unlearned"]
+    assert {"erasure_probe", "erasure_relearn", "relearn_at_50", "retain_at_50", "mlp_recall", "knn_recall", "soft_prompt",
+            "gap_soft_prompt", "gap_relearn_at_50"} <= set(stats["unlearned"]) and "erasure_probe" in stats["oracle"]
     reps = auditor.replicates(measured)
     assert reps["unlearned"]["held_out_alias"].shape == (1000,) and np.all(reps["unlearned"]["held_out_alias"] == 100)
 
@@ -366,7 +369,9 @@ def test_ktmu_audit_over_two_seeds_end_to_end(tmp_path, tiny_checkpoint, capsys)
     assert [s["request"]["seed"] for s in seeds] == [3, 3] and seeds[1]["request"]["draw_seed"] == 4  # the forget set stays --seed's
     assert seeds[0]["models"]["unlearned"]["name"] == seeds[1]["models"]["unlearned"]["name"]  # the model is fixed
     for role, rec in data["models"].items():
-        assert {"d_f_fine", "held_out_template", "probe_recall", "relearn_after", "wc_quality"} <= set(rec["mean"]), role
+        assert {"d_f_fine", "held_out_template", "probe_recall", "relearn_after", "wc_quality", "mlp_recall", "knn_recall",
+                "soft_prompt"} <= set(rec["mean"]), role
+        assert rec["interval"]["soft_prompt"]["half_width"] is not None and rec["interval"]["knn_recall"]["half_width"] is not None
         per_seed = [s["models"][role]["linear_probe"]["forgotten_recall"] for s in seeds]
         assert rec["mean"]["probe_recall"] == pytest.approx(sum(per_seed) / 2)
         iv = rec["interval"]["probe_recall"]

@@ -22,7 +22,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     sp = options.command(subparsers, "audit", HELP)
     sp.add_argument("--model", required=True, help="the audited (unlearned) model, e.g. mini-clip:runs/nhl/model.safetensors")
     sp.add_argument("--original", required=True, help="the model before unlearning, same architecture (e.g. mini-clip)")
-    sp.add_argument("--oracle", help="a model of the same architecture that never learned the concept (optional)")
+    sp.add_argument("--oracle", help="a model of the same architecture that never learned the concept (optional; 'none' for none): "
+                                     "every model gets its gaps to it, erasure and the KS test of its margins")
     options.add_world_options(sp, model=False)
     options.add_request_options(sp)
     options.add_level_option(sp)
@@ -66,7 +67,8 @@ def run(args: argparse.Namespace) -> int:
         out = prepare_out_dir(args.out, resume=True)  # created and writable; only audit.json is ever replaced here
         if (out / "audit.json").exists() and not args.overwrite:
             raise OutputError(f"{out} already holds an audit.json; pass --overwrite to replace it, or choose another folder.")
-    specs = {"original": args.original, "unlearned": args.model, **({"oracle": args.oracle} if args.oracle else {})}
+    oracle = args.oracle if args.oracle and args.oracle.strip().lower() != "none" else None  # --oracle none: as without one
+    specs = {"original": args.original, "unlearned": args.model, **({"oracle": oracle} if oracle else {})}
     result = audit_checkpoints(plan, specs, cfg, rt, args.seeds, progress=not args.quiet, log=say, neighbours=recorded)
     result["provenance"] = {**options.provenance(args), "models": specs, "git_commit": git_commit(), "versions": versions()}
     result["seconds"]["total"] = round(time.time() - t0, 1)
