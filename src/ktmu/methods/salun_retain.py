@@ -16,27 +16,20 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ktmu.methods.base import Batch, UnlearningMethod
+from ktmu.methods.base import Batch
 from ktmu.methods.relabel import relabel_loss
-from ktmu.methods.terms import forgotten_cross_entropy, neighbour_cross_entropy, require_neighbours
+from ktmu.methods.salun import SalUn
+from ktmu.methods.terms import neighbour_cross_entropy, require_neighbours
 from ktmu.settings import in_range
 
 
 @dataclass
-class SalUnRetain(UnlearningMethod):
+class SalUnRetain(SalUn):
+    """SalUn's mask and saliency loss (the top 10 % of weights by the forgotten labels' gradient), with the retain term added."""
+
     name = "salun-retain"
     needs_neighbours = True
-    saliency_fraction: float = field(default=0.1, metadata=in_range(gt=0, le=1))  # the study's mask fraction (top 10 % of weights)
     retain_weight: float = field(default=1.0, metadata=in_range(ge=0))  # the paper's alpha; 1 weighs forget and retain alike
-    lr: float = 1e-4  # salun's tuned rate: the relabeling is the same
-    epochs: int = 5  # as salun
-
-    def update_mask_fraction(self) -> float | None:
-        return self.saliency_fraction
-
-    def saliency_loss(self, batch: Batch) -> torch.Tensor:
-        """The forgetting loss whose gradient defines saliency: CE of the forgotten labels (as salun)."""
-        return forgotten_cross_entropy(batch)
 
     def loss(self, batch: Batch) -> dict[str, torch.Tensor]:
         nb = require_neighbours(batch)
