@@ -98,6 +98,20 @@ def test_merge_mmd_moves_the_forget_features_towards_the_neighbours_not_the_reve
 
 def test_sam_nhl_kl_is_nhl_kl_with_a_radius():
     sam, plain = build_method("sam-nhl-kl"), build_method("nhl-kl")
-    assert sam.sharpness_radius() == 0.01 and plain.sharpness_radius() is None
+    assert sam.sharpness_radius() == 0.005 and plain.sharpness_radius() is None
     b = _forget([[2.0, 0.0, 1.0]], [[0.0, 0.0]], [0], [0], ref_fine=[[1.0, 0.0, 0.0]], ref_coarse=[[0.0, 0.0]])
     assert sam.loss(b)["loss"].item() == plain.loss(b)["loss"].item()
+
+
+def test_merge_discrepancy_merges_each_parent_into_its_own_neighbours():
+    from ktmu.methods.merge_mmd import merge_discrepancy
+
+    e = torch.eye(3)
+    f = torch.stack([e[0], e[1]])  # forget images under parents 0 and 1
+    b = Batch(torch.zeros(2, 2), torch.zeros(2, 2), torch.tensor([0, 1]), torch.tensor([0, 1]), torch.tensor([False, False]), image_features=f)
+    g = torch.stack([e[0], e[2]])  # neighbours: one under parent 0 equal to its forget image, one under parent 1 elsewhere
+    nb = NeighbourBatch(torch.zeros(2, 2), torch.zeros(2, 2), torch.tensor([0, 1]), torch.tensor([0, 1]), image_features=g)
+    expected = 0.5 * 0.0 + 0.5 * mmd_rbf(e[1:2], e[2:3]).item()  # parent 0 already merged; parent 1 at distance sqrt 2
+    assert merge_discrepancy(b, nb).item() == pytest.approx(expected, abs=1e-6)
+    orphan = NeighbourBatch(torch.zeros(1, 2), torch.zeros(1, 2), torch.tensor([0]), torch.tensor([0]), image_features=e[0:1])
+    assert merge_discrepancy(b, orphan).item() == pytest.approx(0.5 * mmd_rbf(e[1:2], e[0:1]).item(), abs=1e-6)  # no parent-1 neighbour: all

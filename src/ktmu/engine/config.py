@@ -40,9 +40,10 @@ class TrainConfig:
     adam_eps: float = field(default=1e-8, metadata=in_range(gt=0))  # torch's AdamW default, which the embedded default was tuned with (study: 1e-6)
     schedule: str = field(default="warmup-cosine", metadata=one_of(*SCHEDULES))  # per-step warm-up + cosine, tuned on fashion; "cosine-epoch" is the study's
     selection: str = field(default="ours", metadata=one_of(*SELECTIONS))  # ktmu's rule (extra forget-train pass after each epoch); "study" is the study's
-    # Neighbour images per step (--neighbours K, methods that read them): the forget batch's size, so that
-    # both sides of a step weigh alike; a smaller neighbour set is taken whole every step.
-    neighbour_batch_size: int = field(default=32, metadata=in_range(ge=1))
+    # Neighbour images per step (--neighbours K, methods that read them); a smaller neighbour set is taken whole
+    # every step. 64: twice the forget batch, so that with --neighbours-scope all (9 kept concepts on fashion)
+    # a step still holds about 20 images of the forgotten concept's siblings (tuned with merge-mmd, K = 16).
+    neighbour_batch_size: int = field(default=64, metadata=in_range(ge=1))
 
     def __post_init__(self) -> None:
         validate(self)  # types, ranges and choices: the same rule as --set and recipe values

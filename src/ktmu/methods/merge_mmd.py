@@ -16,7 +16,8 @@ With f the forget images' unit features, g the neighbours', g0 the original's, s
 * ``kl``: the study's KL to the original on what a forget image keeps (non-target fine logits and
   the coarse ones), times ``kl_weight`` (nhl-kl's 20);
 * ``kl_neighbours``: KL to the original on the neighbours' fine and coarse logits, times ``kl_weight``;
-* ``mmd``: MMD^2(f, stop-gradient(g)) with Gaussian kernels of widths 0.25, 0.5, 1, times ``mmd_weight``;
+* ``mmd``: MMD^2(f, stop-gradient(g)) with Gaussian kernels of widths 0.25, 0.5, 1, between the forget
+  images and the neighbours of their own coarse concept (:func:`merge_discrepancy`), times ``mmd_weight``;
 * ``anchor``: mean |g - g0|^2, times ``anchor_weight``: the neighbours do not move to meet the concept.
 
 It keeps the last epoch (``selection = "last"``): the names are gone within an epoch or two, while
@@ -39,7 +40,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ktmu.methods.base import Batch, UnlearningMethod, forgotten_mask
+from ktmu.methods.base import Batch, NeighbourBatch, UnlearningMethod, forgotten_mask
 from ktmu.methods.terms import (feature_drift, hinge_below_best_other, kl_on_retained, mmd_rbf, neighbour_kl, require_features,
                                 require_neighbours)
 from ktmu.settings import in_range
@@ -61,6 +62,24 @@ def every_name_hinge(b: Batch, margin: float) -> torch.Tensor:
     every_name = torch.ones(len(f), names.shape[1], dtype=torch.bool, device=f.device)
     forgotten = torch.cat([forgotten_mask(b.fine_logits, b.fine_target, b.fine_forgotten), every_name], 1)
     return hinge_below_best_other(logits, b.fine_target, margin, forgotten).mean()
+
+
+def merge_discrepancy(b: Batch, nb: NeighbourBatch) -> torch.Tensor:
+    """MMD^2 between the forget images' features and the neighbours' of the same coarse concept (held fixed), averaged over parents.
+
+    A forgotten shirt merges into the tops it neighbours (t-shirts, pullovers, coats), not into
+    trousers or bags, also when ``--neighbours-scope all`` gives neighbours of every kept concept
+    (those still anchor the feature space). Each coarse parent of the batch's forget images counts
+    by its share of them; a forget image whose parent has no neighbour in the batch (a coarse goal:
+    the parent itself is forgotten) merges into all of them.
+    """
+    f, g = b.image_features.float(), nb.image_features.detach().float()
+    total = f.new_zeros(())
+    for parent in b.coarse_target.unique():
+        mine = b.coarse_target == parent
+        near = nb.coarse_target == parent
+        total = total + mine.float().mean() * mmd_rbf(f[mine], g[near] if bool(near.any()) else g)
+    return total
 
 
 @dataclass
@@ -87,7 +106,7 @@ class MergeMMD(UnlearningMethod):
         names = every_name_hinge(b, self.margin)
         kl = kl_on_retained(b)
         kl_near = neighbour_kl(nb)
-        mmd = mmd_rbf(b.image_features.float(), nb.image_features.detach().float())
+        mmd = merge_discrepancy(b, nb)
         anchor = feature_drift(nb.image_features.float(), nb.ref_image_features.float())
         total = names + self.kl_weight * (kl + kl_near) + self.mmd_weight * mmd + self.anchor_weight * anchor
         return {"loss": total, "names": names, "kl": kl, "kl_neighbours": kl_near, "mmd": mmd, "anchor": anchor}
