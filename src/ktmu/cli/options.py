@@ -73,7 +73,19 @@ def add_session_options(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--batch-size", type=int, default=32, help="forget images per step, over all processes (study: 32)")
     sp.add_argument("--seed", type=int, default=0)
     sp.add_argument("--force", action="store_true", help="run even when the original model does not know the concept (results are flagged)")
+    add_neighbour_options(sp)
     add_runtime_options(sp, training=True)
+
+
+def add_neighbour_options(sp: argparse.ArgumentParser) -> None:
+    """``--neighbours K`` and ``--neighbours-scope``: the neighbour exemplars methods that need them learn from."""
+    from ktmu.engine.neighbours import SCOPES
+
+    sp.add_argument("--neighbours", type=int, default=0, metavar="K",
+                    help="K seeded-random train images of every kept fine concept next to the forgotten ones (see --neighbours-scope), "
+                         "disjoint from the forget set, for the methods that learn from them; 0 (default): the study's retain-free protocol")
+    sp.add_argument("--neighbours-scope", choices=SCOPES, default="siblings",
+                    help="which kept concepts give neighbours: siblings (those under a forgotten concept's coarse parent) or all")
 
 
 def add_seeds_option(sp: argparse.ArgumentParser) -> None:
@@ -89,7 +101,8 @@ def add_recipe_options(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--config", metavar="FILE", help="a recipe (YAML, e.g. configs/study/imgnetdogs-difficult.yaml): its values are this "
                                                        "command's defaults; a flag given here wins")
     sp.add_argument("--selection", choices=SELECTIONS, default=TrainConfig.selection,
-                    help="checkpoint selection: ours (extra forget-train pass per epoch, lowest kept) or study (the study's rule)")
+                    help="checkpoint selection: ours (extra forget-train pass per epoch, lowest kept; a method may name its own rule instead), "
+                         "study (the study's rule) or last (the last epoch)")
     sp.add_argument("--schedule", choices=SCHEDULES, default=TrainConfig.schedule,
                     help="learning-rate schedule: warmup-cosine (per step) or cosine-epoch (the study's, stepped once per epoch)")
 
@@ -164,7 +177,8 @@ def open_session(args: argparse.Namespace, plan: Plan, rt: RuntimeOptions) -> Se
     for note in plan.notes:
         say(note)
     return open_(world=args.world, model=args.model, max_per_concept=args.max_per_concept, seed=args.seed, progress=not args.quiet,
-                 evaluate=plan.test is not None, runtime=rt, plan=plan)
+                 evaluate=plan.test is not None, runtime=rt, plan=plan, neighbours=getattr(args, "neighbours", 0),
+                 neighbours_scope=getattr(args, "neighbours_scope", "siblings"))
 
 
 def train_config(args: argparse.Namespace) -> TrainConfig:

@@ -27,6 +27,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ktmu.engine.trainer import check_neighbours
+    from ktmu.methods import METHODS
     from ktmu.methods.overrides import method_settings
     from ktmu.outputs import prepare_out_dir
     from ktmu.report.tables import text_table
@@ -38,6 +40,7 @@ def run(args: argparse.Namespace) -> int:
     check_seeds(args.seeds)
     recipe = options.recipe(args)
     hyper = method_settings(args.method, args.set or [], recipe.method(args.method) if recipe is not None else None)
+    check_neighbours(METHODS.get(args.method), args.neighbours)
     cfg = options.train_config(args)
     rt = options.runtime(args)
     plan = options.plan(args, args.forget, args.goal)
