@@ -28,6 +28,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ktmu.engine.trainer import check_neighbours
+    from ktmu.methods import METHODS
     from ktmu.methods.overrides import method_settings
     from ktmu.outputs import prepare_out_dir
     from ktmu.report.tables import text_table
@@ -39,9 +41,11 @@ def run(args: argparse.Namespace) -> int:
     check_seeds(args.seeds)
     recipe = options.recipe(args)
     hyper = method_settings(args.method, args.set or [], recipe.method(args.method) if recipe is not None else None)
+    check_neighbours(METHODS.get(args.method), args.neighbours)
     cfg = options.train_config(args)
     rt = options.runtime(args)
     plan = options.plan(args, args.forget, args.goal)
+    options.audit_oracle(args, plan.request)  # --oracle without --audit is refused before anything runs
     if args.export:
         from ktmu.backbones.export import check_format
         from ktmu.workflows.export import prepare_export_dir
@@ -57,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
         if is_main() and first:  # the first seed's weights, as its record is the top level of results.json
             record["weights"] = str(save_unlearned(run, out, record))
 
-    auditors = options.auditors(args)
+    auditors = options.auditors(args, session)
     record = run_seeds(session, plan.train, args.method, cfg, hyper, args.seeds, auditors=auditors, finish=finish, progress=not args.quiet)
     dump(record, out / "results.json")
     say(f"request: forget {', '.join(session.request.concepts)} ({session.request.goal}); forget set {len(session.forget)} images")

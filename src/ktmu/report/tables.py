@@ -6,10 +6,14 @@ be read at face value: ``COLLAPSED`` (the model predicts near chance or mostly o
 ``UNCHANGED`` (its weights equal the original's) and ``UNKNOWN-CONCEPT`` (the original model did not
 know what was forgotten, so forgetting it measures nothing).
 
-When runs carry a knowledge audit (``--audit``), :data:`AUDIT_COLUMNS` are added: ``alias leak``
-(D_f fine accuracy under the worst held-out name), ``probe`` (linear-probe recall of the forgotten
-concepts), ``relearn`` (D_f fine accuracy after the relearning budget) and ``WC-Quality``
-(worst-case Quality); see :mod:`ktmu.audit.run`.
+When runs carry a knowledge audit (``--audit``), :data:`AUDIT_COLUMNS` are added
+(:data:`ktmu.audit.report.BENCH_COLUMNS`): ``alias leak`` (D_f fine accuracy under the worst
+held-out name), ``probe`` / ``MLP`` / ``kNN`` (recall of the forgotten concepts by probes on frozen
+image features), ``relearn@50`` (D_f fine accuracy after 50 relearning steps), ``soft-prompt``
+(D_f fine accuracy with a learned text feature, weights frozen), ``erasure probe`` / ``erasure
+relearn`` (1 = the oracle's reading, 0 = the original's), ``retain@50`` (after 50 steps on kept
+concepts only) and ``WC-Quality`` (worst-case Quality); see :mod:`ktmu.audit.run`. When the audits
+carry an oracle, it gets a row of its own (audit columns only).
 
 A run over several seeds (``--seeds N``, see :mod:`ktmu.evaluation.seeds`) carries ``mean`` and ``interval``:
 its row shows the means over seeds, ``Q-U``, ``Q-U*`` and ``Zero-shot`` as ``97.8 ± 0.4`` (mean ±
@@ -21,8 +25,10 @@ from __future__ import annotations
 import math
 from typing import Sequence
 
+from ktmu.audit.report import BENCH_COLUMNS, FRACTIONS
+
 COLUMNS = ("D_f coarse", "D_f fine", "D_r coarse", "D_r fine", "Quality", "Utility", "Q-U", "Zero-shot", "Q-U*", "flags")
-AUDIT_COLUMNS = ("alias leak", "probe", "relearn", "WC-Quality")
+AUDIT_COLUMNS = tuple(BENCH_COLUMNS)
 
 
 def flag_words(record: dict) -> str:
@@ -75,9 +81,9 @@ def _audit_cells(audit_model: dict | None) -> list[str]:
     from ktmu.audit.report import headline
 
     cells = []
-    for key in ("held_out_alias", "probe_recall", "relearn_after", "wc_quality"):
+    for key in BENCH_COLUMNS.values():
         value, iv = headline(audit_model, key)
-        cells.append(format_interval(iv) if iv is not None else _fmt(value))
+        cells.append(format_interval(iv, 2 if key in FRACTIONS else 1) if iv is not None else _fmt(value))
     return cells
 
 
@@ -89,10 +95,13 @@ def _columns(records: Sequence[dict]) -> tuple[str, ...]:
 def table_rows(original: dict, records: Sequence[dict]) -> list[list[str]]:
     rows = [_row("original", original, None)]
     rows += [_row(r["method"], r["unlearned"], r) for r in records]
-    if _audited(records):  # the original's audit is the same in every audited run's record
+    if _audited(records):  # the original's (and the oracle's) audit is the same in every audited run's record
         first = next(r["audit"] for r in records if "audit" in r)
         audits = [first["models"].get("original")] + [(r.get("audit") or {}).get("models", {}).get("unlearned") for r in records]
         rows = [row[:-1] + _audit_cells(a) + row[-1:] for row, a in zip(rows, audits)]
+        oracle = first["models"].get("oracle")
+        if oracle:
+            rows.append(["oracle"] + ["-"] * (len(COLUMNS) - 1) + _audit_cells(oracle) + [""])
     return rows
 
 

@@ -64,6 +64,8 @@ class RecipeSession:
     eval_batch_size: int | None = field(default=None, metadata=in_range(ge=1))  # images per evaluation forward pass
     workers: int | None = field(default=None, metadata=in_range(ge=0))  # DataLoader worker processes
     device: str | None = None  # auto, cpu, cuda or cuda:N
+    neighbours: int | None = field(default=None, metadata=in_range(ge=0))  # K neighbour exemplars per neighbour concept (0: retain-free)
+    neighbours_scope: str | None = None  # siblings (the forgotten concepts' siblings) or all (every kept fine concept)
     # zero_shot and steps are session keys too, lists checked separately (they are not scalars).
 
 

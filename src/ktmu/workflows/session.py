@@ -21,6 +21,7 @@ from ktmu.data import ConceptDataset, load_dataset
 from ktmu.data.domains import DomainChoice, parse_zero_shot
 from ktmu.evaluation.zero_shot import WorldEval
 from ktmu.engine.forget_set import ForgetSet
+from ktmu.engine.neighbours import NeighbourSet, neighbour_indices
 from ktmu.methods import UnlearningMethod, build_method
 from ktmu.evaluation.flags import flags_for, unknown_concept_reasons, weights_changed
 from ktmu.evaluation.metrics import run_summary
@@ -71,17 +72,34 @@ class Session:
     original_eval: WorldEval | None = None  # the original's per-image test predictions (for bootstrap intervals)
     history: History = field(default_factory=History)  # the model's ledger; with earlier requests, the base model and its scores
     level: str | None = None  # the world's named request the concepts came from, or None for --forget names
+    neighbours: NeighbourSet | None = None  # the neighbour exemplars (--neighbours K > 0), drawn with the seed
+    neighbour_k: int = 0  # K: neighbour images per neighbour concept (0: the study's retain-free protocol)
+    neighbour_scope: str = "siblings"  # which kept concepts: the forgotten ones' siblings, or all
 
     def reference_for(self, method: UnlearningMethod) -> Reference | None:
-        """The original's forget-set outputs when ``method`` reads them (logits or features), else None."""
+        """The original's forget-set (and neighbour) outputs when ``method`` reads them (logits or features), else None."""
         return self.reference() if reads_reference(method) else None
 
     def reference(self) -> Reference:
-        """The original model's forget-set outputs, computed on first use and reused by every method."""
+        """The original model's forget-set and neighbour outputs, computed on first use and reused by every method."""
         if self._reference is None:
             self.backbone.load_trainable(self.original_state)
-            self._reference = compute_reference(self.backbone, self.forget, self.world, workers=self.runtime.workers)
+            self._reference = compute_reference(self.backbone, self.forget, self.world, workers=self.runtime.workers,
+                                                neighbours=self.neighbours)
         return self._reference
+
+    def neighbour_record(self) -> dict:
+        """What results.json records of the neighbours: K, the scope and, when drawn, the seed, the count and the sha256 of the image list."""
+        if self.neighbours is None:
+            return {"k": 0, "scope": self.neighbour_scope}
+        return self.neighbours.record()
+
+    def draw_neighbours(self, train: ConceptDataset, seed: int) -> NeighbourSet | None:
+        """This session's neighbour setting drawn with ``seed`` (None for K = 0)."""
+        if self.neighbour_k == 0:
+            return None
+        return NeighbourSet.from_request(self.request, train, self.backbone.preprocess, self.neighbour_k, self.neighbour_scope, seed,
+                                         self.max_per_concept)
 
 
 def level_request(world: Hierarchy, level: str) -> list[str]:
@@ -163,13 +181,17 @@ def open_session(
     original: str | None = None,
     bases: dict[str, BasePredictions] | None = None,
     evaluator: UnlearningEvaluator | None = None,
+    neighbours: int = 0,
+    neighbours_scope: str = "siblings",
 ) -> Session:
     """Check the request, then load the model and score the original (``forget=None`` -> the level's request).
 
     ``evaluate=False`` loads no test data at all (for tuning on forget-set data only).
     ``data_options`` go to the world's dataset loader (e.g. ``{"root": DIR, "hierarchy": FILE}``
     for ``jsonl`` and ``imagefolder`` worlds). ``zero_shot``: ``--zero-shot`` entries (None = the
-    default for the backbone, see :func:`ktmu.data.domains.parse_zero_shot`).
+    default for the backbone, see :func:`ktmu.data.domains.parse_zero_shot`). ``neighbours``: K
+    neighbour exemplars per neighbour concept (``neighbours_scope``; :mod:`ktmu.engine.neighbours`),
+    checked before the model loads.
 
     ``backbone``: the model ``model`` names, already loaded; ``evaluator``: one of an earlier session
     on the same plan's test split and domains (a sequence's next step reuses both). When the
@@ -180,6 +202,7 @@ def open_session(
     rt = runtime or RuntimeOptions(device=device)
     plan = plan or plan_session(forget, goal, world, model, level, evaluate, data_options, zero_shot, force=rt.force)
     check_original_spec(plan.ledger, original, model)
+    neighbour_indices(plan.request, plan.train, neighbours, neighbours_scope, seed, max_per_concept)  # too many, or no siblings: say so now
     if backbone is None:
         backbone = load_backbone(model, device=rt.device, precision=rt.precision)
     backbone.set_trainable(rt.train)
@@ -198,9 +221,11 @@ def open_session(
             raise RequestError("; ".join(unknown) + ". Unlearning a concept the model never knew measures nothing: "
                                "pick a concept it knows, or add --force to run anyway (the results are then flagged).")
     history = open_history(plan.ledger, model, backbone, plan.request, evaluator, rt, plan.cumulative, original, bases)
-    return Session(backbone, plan.train.hierarchy, plan.request, forget_set, evaluator, backbone.copy_trainable(), original_scores,
-                   max_per_concept, seed, rt, list(plan.notes), original_eval=evaluator.last if evaluator is not None else None,
-                   history=history, level=plan.level)
+    session = Session(backbone, plan.train.hierarchy, plan.request, forget_set, evaluator, backbone.copy_trainable(), original_scores,
+                      max_per_concept, seed, rt, list(plan.notes), original_eval=evaluator.last if evaluator is not None else None,
+                      history=history, level=plan.level, neighbour_k=neighbours, neighbour_scope=neighbours_scope)
+    session.neighbours = session.draw_neighbours(plan.train, seed)
+    return session
 
 
 def plan_evaluator(plan: Plan, backbone: Backbone, rt: RuntimeOptions, progress: bool = True) -> UnlearningEvaluator:
@@ -213,13 +238,15 @@ def plan_evaluator(plan: Plan, backbone: Backbone, rt: RuntimeOptions, progress:
 def reseed(session: Session, train: ConceptDataset, seed: int) -> Session:
     """The same session (model, original, evaluator) with the forget set drawn with another seed.
 
-    Shares every loaded piece with ``session``; only the forget set, the seed and the cached
-    reference outputs (which depend on the forget set) are new.
+    Shares every loaded piece with ``session``; only the forget set, the neighbours, the seed and
+    the cached reference outputs (which depend on both) are new.
     """
     if seed == session.seed:
         return session
     forget = ForgetSet.from_request(session.request, train, session.backbone.preprocess, session.max_per_concept, seed, progress=False)
-    return replace(session, forget=forget, seed=seed, _reference=None)
+    out = replace(session, forget=forget, seed=seed, _reference=None)
+    out.neighbours = out.draw_neighbours(train, seed)
+    return out
 
 
 def run_method(session: Session, method: str, train_cfg: TrainConfig | None = None, progress: bool = True, **hyper) -> dict:
@@ -231,7 +258,8 @@ def run_method(session: Session, method: str, train_cfg: TrainConfig | None = No
     reference = session.reference_for(m)
     session.backbone.load_trainable(session.original_state)
     t0 = time.time()
-    log = unlearn(session.backbone, m, session.forget, session.world, cfg, progress=progress, original=session.original_state, reference=reference)
+    log = unlearn(session.backbone, m, session.forget, session.world, cfg, progress=progress, original=session.original_state, reference=reference,
+                  neighbours=session.neighbours)
     train_seconds = time.time() - t0
     scores = session.evaluator.evaluate(session.backbone)
     goal = session.request.goal
@@ -248,7 +276,7 @@ def run_method(session: Session, method: str, train_cfg: TrainConfig | None = No
         config={
             "model": session.backbone.name,
             "method": m.hyperparameters(),
-            "train": {**asdict(cfg), "lr": log.lr, "epochs": len(log.epochs)},
+            "train": {**asdict(cfg), "lr": log.lr, "epochs": len(log.epochs), "selection": log.selection},
             "runtime": asdict(session.runtime),
             "selected_epoch": log.selected_epoch,
             "selection_rule": log.selection_rule,
@@ -260,6 +288,7 @@ def run_method(session: Session, method: str, train_cfg: TrainConfig | None = No
         git_commit=git_commit(),
         versions=versions(),
         flags=flags.record(),
+        neighbours=session.neighbour_record(),
     ).to_json()
     if session.history.cumulative is not None:  # a model earlier requests changed: this run against the base model too
         record["cumulative"] = cumulative_record(session.history, session.evaluator.last, session.evaluator.last_others, session.seed)
