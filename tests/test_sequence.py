@@ -8,6 +8,8 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
+from safetensors.torch import load_file
 
 from fakes import comparable, make_fashion_jsonl, nothing_written, run_ktmu, start_ktmu
 from ktmu.cli import main
@@ -67,7 +69,14 @@ def test_a_step_of_a_sequence_is_unlearn_from_the_previous_checkpoint(chain, tmp
     mine, theirs = (json.loads((d / "results.json").read_text()) for d in (out, step(chain, "2-coat")))
     for key in ("original", "unlearned", "quality", "utility", "qu", "qu_ca", "request", "per_class_fine", "cumulative"):
         assert comparable(mine[key], out) == comparable(theirs[key], chain), key
-    assert comparable(mine["ledger"], out) == comparable(theirs["ledger"], chain)
+    # the ledgers agree but for the weights' sha256: the chain's step trains on a backbone that already ran step 1, and
+    # its layer-norm biases land up to 3e-11 away from a fresh process's (float rounding, not another computation)
+    def without_sha(ledger):
+        return {**ledger, "requests": [{k: v for k, v in r.items() if k != "weights_sha256"} for r in ledger["requests"]]}
+    assert comparable(without_sha(mine["ledger"]), out) == comparable(without_sha(theirs["ledger"]), chain)
+    assert mine["ledger"]["requests"][0]["weights_sha256"] == theirs["ledger"]["requests"][0]["weights_sha256"]  # step 1: one file
+    mine_w, theirs_w = load_file(out / "model.safetensors"), load_file(step(chain, "2-coat") / "model.safetensors")
+    assert mine_w.keys() == theirs_w.keys() and all(torch.allclose(mine_w[k], theirs_w[k], rtol=0, atol=1e-9) for k in mine_w)
 
 
 @pytest.mark.slow
@@ -105,7 +114,8 @@ def test_an_export_carries_the_ledger(chain, tmp_path):
         assert main(["export", "--model", f"tiny-clip:{ckpt}", "--format", fmt, "--out", str(out), "--quiet"]) == 0
         record = json.loads((out / "ktmu_export.json").read_text())
         assert [r["concepts"] for r in record["ledger"]["requests"]] == [["shirt"], ["coat"]]
-        assert read_ledger(out / weights).requests == tuple(r.__class__(**{**r.__dict__, "date": None}) for r in read_ledger(ckpt).requests)
+        undated = lambda ledger: tuple(r.__class__(**{**r.__dict__, "date": None}) for r in ledger.requests)  # noqa: E731
+        assert undated(read_ledger(out / weights)) == undated(read_ledger(ckpt))  # the dates live in the sidecar
     assert read_model_ledger(f"tiny-clip:{tmp_path / 'ktmu' / 'model.safetensors'}") == read_ledger(ckpt)  # it loads with its history
     assert json.loads((tmp_path / "open_clip" / "ktmu_ledger.json").read_text())["requests"][1]["concepts"] == ["coat"]
     assert "## History" in (tmp_path / "ktmu" / "README.md").read_text()
