@@ -308,7 +308,7 @@ def start_ktmu(args: list[str], **env: str) -> subprocess.Popen:
 
 
 # ---- what a command left behind ------------------------------------------------------------------------------------
-TIMING_KEYS = frozenset({"train_seconds", "seconds", "git_commit"})  # keys of results.json that differ between identical runs
+TIMING_KEYS = frozenset({"train_seconds", "seconds", "git_commit", "date"})  # keys of results.json that differ between identical runs (date: a ledger request's)
 
 
 def nothing_written(out: Path) -> bool:

@@ -17,7 +17,7 @@ from torch import nn
 from torchvision import transforms
 
 from ktmu.audit.relearn import RelearnConfig, curve_points, relearn_indices, relearning_curve
-from ktmu.audit.run import AuditConfig, Auditor, audit_models
+from ktmu.audit.run import AuditConfig, Auditor, audit_models, measure_models
 from ktmu.backbones.base import Backbone
 from ktmu.cli import main
 from ktmu.concepts import Hierarchy
@@ -38,7 +38,8 @@ KNOWN_WORLD = {
     ],
 }
 COAT = 1
-PROBES = {"name", "aliases", "templates", "linear_probe", "relearn", "mass", "sibling_damage", "worst_case"}
+PROBES = {"name", "aliases", "templates", "linear_probe", "mlp_probe", "knn_probe", "relearn", "soft_prompt", "weights", "mass",
+          "sibling_damage", "worst_case", "erasure"}
 
 
 class KnownClip(nn.Module):
@@ -91,14 +92,14 @@ def known_split(world: Hierarchy, split: str, per_class: int, seed: int) -> Arra
     return ArrayDataset(world, split, images, labels)
 
 
-def known_auditor(world_dict=KNOWN_WORLD, forget="coat", train_per_class=20, max_per_concept=5, force=False) -> Auditor:
+def known_auditor(world_dict=KNOWN_WORLD, forget="coat", train_per_class=20, max_per_concept=5, force=False, steps=(0, 2, 4)) -> Auditor:
     world = Hierarchy.from_dict(world_dict)
     train, test = known_split(world, "train", train_per_class, 0), known_split(world, "test", 10, 1)
     request = UnlearningRequest.parse(world, [forget])
     preprocess = transforms.ToTensor()
     # probe budget 20: every shirt train image but only the 15 coats outside the forget set, so where coat and shirt
     # images share one feature the probe's best guess is shirt (a tie would otherwise be broken by rounding)
-    cfg = AuditConfig(probe_per_class=20, relearn=RelearnConfig(steps=(0, 2, 4), batch_size=4, images_per_concept=4),
+    cfg = AuditConfig(probe_per_class=20, relearn=RelearnConfig(steps=steps, batch_size=4, images_per_concept=4),
                       max_per_concept=max_per_concept)
     return Auditor(request, train, UnlearningEvaluator(request, test, [], preprocess), preprocess, cfg, force=force)
 
@@ -142,6 +143,30 @@ def test_hand_built_models_give_the_known_answers():
         assert rec["relearn"]["forget"]["images"] == 4 + 3 * 4 and rec["relearn"]["retain"]["images"] == 3 * 4
     assert o["relearn"]["forget"]["recovery"] is None and "nothing was removed" in o["relearn"]["forget"]["recovery_reason"]
     assert s["study"]["summary"]["quality"] == 100 and s["study"]["scores"]["forget_fine"] == s["name"]["d_f_fine"]
+    # the other feature readers and the soft-prompt attack: intact features (head moved) -> all of coat; collapsed -> none of it
+    for key in ("mlp_probe", "knn_probe"):
+        assert o[key]["forgotten_recall"] == 100 and s[key]["forgotten_recall"] == 100 and c[key]["forgotten_recall"] < 50
+    assert s["soft_prompt"]["d_f_fine"] == 100 and c["soft_prompt"]["d_f_fine"] == 0  # coat's learned text cannot beat shirt's
+    assert s["soft_prompt"]["loss_end"] < s["soft_prompt"]["loss_start"] and s["soft_prompt"]["images"] == 16
+    # erasure: the original and the suppressed model read like the original (0), the oracle like itself (1)
+    assert o["erasure"]["linear_probe"] == 0 and s["erasure"]["linear_probe"] == 0 and c["erasure"]["linear_probe"] == 1
+    assert s["erasure"]["soft_prompt"] == 0 and c["erasure"]["soft_prompt"] == 1
+    # weights: the original is the line's start; the suppressed model moved one caption row by 2 e_coat (+e_coat -> -e_coat)
+    assert o["weights"]["relative_distance"] == 0 and o["weights"]["barrier"] == 0
+    norm = math.sqrt(sum(float(p.detach().pow(2).sum()) for p in original.model.parameters()))
+    assert s["weights"]["relative_distance"] == pytest.approx(2 / norm)
+    assert s["weights"]["t"][5] == 0.5 and len(s["weights"]["d_f_loss"]) == 11
+    # coat's caption row is (1 - 2t) e_coat: its unit text feature stays +e_coat up to t < 0.5 (loss ~0), is 0 at t = 0.5 (four
+    # equal logits: loss log 4) and -e_coat after (loss 10 + log 3): a step, whose largest rise above the chord is at t = 0.6
+    loss = s["weights"]["d_f_loss"]
+    assert loss[4] < 0.01 and loss[5] == pytest.approx(math.log(4)) and loss[6] == pytest.approx(10 + math.log(3), abs=1e-3)
+    assert s["weights"]["barrier_t"] == 0.6 and s["weights"]["barrier"] == pytest.approx(loss[6] - (0.4 * loss[0] + 0.6 * loss[10]))
+    # indistinguishability from the oracle: every coat image's margin is +10 in the original (its caption's logit 10, the rest 0)
+    # and -10 in both others (suppressed: coat's logit -10 against 0; collapsed: 0 against shirt's 10) -- the margins alone
+    # cannot tell these two apart, which is why they are one probe among several
+    ks, ko = s["indistinguishability"], o["indistinguishability"]
+    assert ks["ks_statistic"] == 0 and ks["p_value"] == 1 and ks["margin_median"] == pytest.approx(-10) and ks["images"] == 10
+    assert ko["ks_statistic"] == 1 and ko["margin_median"] == pytest.approx(10) and "indistinguishability" not in c
     json.dumps(result, allow_nan=False)  # NaN is written as null
 
 
@@ -276,19 +301,24 @@ def test_unlearn_and_bench_audit_each_run_and_the_original_once(tmp_path, monkey
     assert "WC-Quality" in capsys.readouterr().out
 
     roles.clear()
-    assert main(["bench", "--methods", "ga", "nhl-kl", "--out", str(tmp_path / "b"), *common]) == 0
-    assert roles == ["original", "unlearned", "unlearned"]
+    assert main(["bench", "--methods", "ga", "nhl-kl", "--out", str(tmp_path / "b"), *common, "--oracle", "tiny-clip"]) == 0
+    assert roles == ["original", "oracle", "unlearned", "unlearned"]  # the oracle once, like the original
     res = json.loads((tmp_path / "b" / "results.json").read_text())
     assert all("audit" in r for r in res["rows"])
+    for row in res["rows"]:  # every row against the oracle
+        models = row["audit"]["models"]
+        assert list(models) == ["original", "unlearned", "oracle"] and "linear_probe_recall" in models["unlearned"]["oracle_gap"]
+        assert models["oracle"] == res["rows"][0]["audit"]["models"]["oracle"] and models["unlearned"]["erasure"]["reasons"]
     table = (tmp_path / "b" / "table.md").read_text()
-    assert "alias leak" in table and "WC-Quality" in table and "| original |" in table
+    assert "alias leak" in table and "WC-Quality" in table and "| original |" in table and "| oracle | - |" in table
+    assert "relearn@50" in table and "erasure probe" in table
 
 
 def test_per_image_hits_reproduce_the_records_numbers_and_another_seed_reuses_the_seed_free_probes():
     from ktmu.audit.report import HEADLINE, get_path
     from ktmu.audit.seeds import audit_statistics
 
-    auditor = known_auditor()
+    auditor = known_auditor(steps=(0, 2, 50))  # 50: the headline point relearn@50 (and retain@50) is measured
     world = auditor.world
     original, suppressed = known_backbone(world), known_backbone(world)
     with torch.no_grad():
@@ -296,7 +326,8 @@ def test_per_image_hits_reproduce_the_records_numbers_and_another_seed_reuses_th
     collapsed = known_backbone(world)
     with torch.no_grad():
         collapsed.model.image_proj[:, COAT] = collapsed.model.image_proj[:, 0]
-    measured = {role: auditor.measure(b, role) for role, b in (("original", original), ("unlearned", suppressed), ("oracle", collapsed))}
+    measured = measure_models(auditor, {"original": ("known", original), "unlearned": ("suppressed", suppressed),
+                                        "oracle": ("collapsed", collapsed)})
     result = auditor.result(measured)
     n = len(auditor.d_f_positions)
     wc = {role: list(rec["worst_case"]["accuracies"]) for role, rec in result["models"].items()}
@@ -310,7 +341,9 @@ def test_per_image_hits_reproduce_the_records_numbers_and_another_seed_reuses_th
                 continue
             assert stats[role][key][0] == pytest.approx(value, abs=1e-4), (role, key)
             checked += 1
-    assert checked >= 25 and "gap_held_out_alias" in stats["unlearned"]
+    assert checked >= 40 and "gap_held_out_alias" in stats["unlearned"]
+    assert {"erasure_probe", "erasure_relearn", "relearn_at_50", "retain_at_50", "mlp_recall", "knn_recall", "soft_prompt",
+            "gap_soft_prompt", "gap_relearn_at_50"} <= set(stats["unlearned"]) and "erasure_probe" in stats["oracle"]
     reps = auditor.replicates(measured)
     assert reps["unlearned"]["held_out_alias"].shape == (1000,) and np.all(reps["unlearned"]["held_out_alias"] == 100)
 
@@ -321,7 +354,7 @@ def test_per_image_hits_reproduce_the_records_numbers_and_another_seed_reuses_th
     again = other.measure(suppressed, "unlearned", reuse=measured["unlearned"])
     assert again.aliases is measured["unlearned"].aliases and again.features is measured["unlearned"].features
     assert again.hits.name is measured["unlearned"].hits.name and again.hits.linear_probe is not measured["unlearned"].hits.linear_probe
-    assert set(again.seconds) == {"linear_probe", "relearn", "total"}
+    assert set(again.seconds) == {"linear_probe", "mlp_probe", "knn_probe", "relearn", "soft_prompt", "total"}
     assert other.request_record()["draw_seed"] == 7 and "draw_seed" not in auditor.request_record()
 
 
@@ -336,7 +369,9 @@ def test_ktmu_audit_over_two_seeds_end_to_end(tmp_path, tiny_checkpoint, capsys)
     assert [s["request"]["seed"] for s in seeds] == [3, 3] and seeds[1]["request"]["draw_seed"] == 4  # the forget set stays --seed's
     assert seeds[0]["models"]["unlearned"]["name"] == seeds[1]["models"]["unlearned"]["name"]  # the model is fixed
     for role, rec in data["models"].items():
-        assert {"d_f_fine", "held_out_template", "probe_recall", "relearn_after", "wc_quality"} <= set(rec["mean"]), role
+        assert {"d_f_fine", "held_out_template", "probe_recall", "relearn_after", "wc_quality", "mlp_recall", "knn_recall",
+                "soft_prompt"} <= set(rec["mean"]), role
+        assert rec["interval"]["soft_prompt"]["half_width"] is not None and rec["interval"]["knn_recall"]["half_width"] is not None
         per_seed = [s["models"][role]["linear_probe"]["forgotten_recall"] for s in seeds]
         assert rec["mean"]["probe_recall"] == pytest.approx(sum(per_seed) / 2)
         iv = rec["interval"]["probe_recall"]

@@ -44,7 +44,8 @@ def nothing_loads(monkeypatch):
 # ---- one module per command ----------------------------------------------------------------------
 def test_the_parser_has_exactly_the_commands_in_order():
     assert list(_subcommands(build_parser())) == list(COMMANDS)
-    assert {"eval", "pretrain", "unlearn", "bench", "tune", "levels", "demo", "world", "prepare", "audit", "perf", "report", "export", "ls", "validate"} == set(COMMANDS)
+    assert {"eval", "pretrain", "unlearn", "sequence", "bench", "tune", "levels", "demo", "world", "prepare", "audit", "perf", "report",
+            "export", "ls", "validate"} == set(COMMANDS)
 
 
 @pytest.mark.parametrize("name", COMMANDS)
@@ -72,7 +73,7 @@ def test_shared_options_are_the_same_option_everywhere():
         assert len(seen) >= 2, flag
         shapes = {(a.default, tuple(a.choices or ()), a.help, a.nargs, type(a).__name__) for a in seen.values()}
         assert len(shapes) == 1, (flag, sorted(seen))
-    assert {n for n, sp in subs.items() if _option(sp, "--goal")} == {"unlearn", "bench", "tune", "audit"}
+    assert {n for n, sp in subs.items() if _option(sp, "--goal")} == {"unlearn", "sequence", "bench", "tune", "audit"}
     assert _option(subs["levels"], "--world") is not None and _option(subs["levels"], "--zero-shot") is None
     assert _option(subs["audit"], "--model").required and not _option(subs["eval"], "--model").required
 

@@ -9,12 +9,13 @@ import ktmu.engine.trainer as train_mod
 from ktmu.backbones import load_backbone
 from ktmu.data import ArrayDataset, load_dataset
 from ktmu.evaluation.zero_shot import ZeroShotEvaluator
-from ktmu.methods import METHODS, Batch, build_method
+from ktmu.methods import METHODS, Batch, NeighbourBatch, build_method
 from ktmu.engine.request import UnlearningRequest
 from ktmu.methods.terms import forgotten_cross_entropy as forgotten_ce
 from ktmu.methods.terms import hinge_below_best_other as hinge
 from ktmu.methods.terms import npo as npo_term
 from ktmu.methods.terms import over_forget_levels as over_levels
+from ktmu.engine.neighbours import NeighbourSet
 from ktmu.engine.trainer import ForgetSet, TrainConfig, unlearn
 
 
@@ -22,12 +23,16 @@ def _forget_set(backbone, world, train, names=("shirt",), goal="fine"):
     return ForgetSet.from_request(UnlearningRequest.parse(world, list(names), goal), train, backbone.preprocess)
 
 
-def _batch(requires_grad=True, forget_coarse=(False, False, True), features=False):
-    """Three samples, 4 fine / 2 coarse classes; with ``features`` the logits come from unit features, as in the trainer."""
+def _batch(requires_grad=True, forget_coarse=(False, False, True), features=False, neighbours=False):
+    """Three samples, 4 fine / 2 coarse classes; with ``features`` the logits come from unit features, as in the trainer.
+
+    ``neighbours``: a neighbour side of two images (fine classes 3 and 1, coarse 1 and 0), drawn from
+    a generator of its own so that the forget side is the same with and without it.
+    """
     gen = torch.Generator().manual_seed(0)
     extra = {}
+    unit = lambda *s, g=gen: torch.nn.functional.normalize(torch.randn(*s, generator=g), dim=-1)  # noqa: E731
     if features:
-        unit = lambda *s: torch.nn.functional.normalize(torch.randn(*s, generator=gen), dim=-1)  # noqa: E731
         img = unit(3, 8).requires_grad_(requires_grad)
         ft, ct, scale = unit(4, 8), unit(2, 8), torch.tensor(7.7)
         fine, coarse = scale * img @ ft.T, scale * img @ ct.T
@@ -37,15 +42,27 @@ def _batch(requires_grad=True, forget_coarse=(False, False, True), features=Fals
     else:
         fine = torch.randn(3, 4, generator=gen).requires_grad_(requires_grad)
         coarse = torch.randn(3, 2, generator=gen).requires_grad_(requires_grad)
+    if neighbours:
+        g2 = torch.Generator().manual_seed(1)
+        ft2, ct2, s2 = unit(4, 8, g=g2), unit(2, 8, g=g2), torch.tensor(7.7)
+        near, near_ref = unit(2, 8, g=g2).requires_grad_(requires_grad), unit(2, 8, g=g2)
+        extra["neighbours"] = NeighbourBatch(s2 * near @ ft2.T, s2 * near @ ct2.T, torch.tensor([3, 1]), torch.tensor([1, 0]),
+                                             s2 * near_ref @ ft2.T, s2 * near_ref @ ct2.T, near, near_ref)
     return Batch(
         fine, coarse, torch.tensor([0, 1, 2]), torch.tensor([0, 0, 1]), torch.tensor(forget_coarse),
         ref_fine_logits=torch.randn(3, 4, generator=gen), ref_coarse_logits=torch.randn(3, 2, generator=gen), generator=gen, **extra,
     )
 
 
+def _for(method, **kw):
+    return _batch(features=method.needs_features, neighbours=method.needs_neighbours, **kw)
+
+
 def test_the_studys_nine_methods_and_ours_are_registered():
     study = ["ga", "gdiff", "ga-kl", "relabel", "salun", "me-gd", "task-vector", "npo-kl", "nhl-kl"]
-    assert METHODS.names() == sorted(study + ["simnpo", "feat-orth"])
+    neighbours = ["gdiff-retain", "salun-retain", "scrub", "merge-mmd"]  # the ones that learn from neighbour exemplars
+    assert METHODS.names() == sorted(study + ["simnpo", "feat-orth", "sam-nhl-kl"] + neighbours)
+    assert sorted(n for n in METHODS.names() if METHODS.get(n).needs_neighbours) == sorted(neighbours)
 
 
 def test_unknown_method_suggests():
@@ -58,7 +75,7 @@ def test_unknown_method_suggests():
 @pytest.mark.parametrize("name", METHODS.names())
 def test_loss_is_finite_scalar_with_gradient_on_logits(name):
     method = build_method(name)
-    b = _batch(features=method.needs_features)
+    b = _for(method)
     terms = method.loss(b)
     assert terms["loss"].dim() == 0 and torch.isfinite(terms["loss"])
     terms["loss"].backward()
@@ -69,14 +86,29 @@ def test_loss_is_finite_scalar_with_gradient_on_logits(name):
 @pytest.mark.parametrize("name", METHODS.names())
 def test_methods_without_reference_never_read_it(name):
     method = build_method(name)
-    b = _batch(features=method.needs_features)
+    b = _for(method)
+    b.ref_fine_logits = b.ref_coarse_logits = None
+    if b.neighbours is not None:
+        b.neighbours.ref_fine_logits = b.neighbours.ref_coarse_logits = None
     if method.needs_reference:
-        b.ref_fine_logits = b.ref_coarse_logits = None
         with pytest.raises(ValueError, match="original model"):
             method.loss(b)
     else:
-        b.ref_fine_logits = b.ref_coarse_logits = None
         assert torch.isfinite(method.loss(b)["loss"])
+
+
+@pytest.mark.parametrize("name", METHODS.names())
+def test_methods_without_neighbours_never_read_them(name):
+    """A method that needs neighbour exemplars fails on a batch without them; every other one ignores them."""
+    method = build_method(name)
+    b = _batch(features=method.needs_features)
+    if method.needs_neighbours:
+        with pytest.raises(ValueError, match="neighbour"):
+            method.loss(b)
+    else:
+        plain = method.loss(b)["loss"]
+        with_near = method.loss(_batch(features=method.needs_features, neighbours=True))["loss"]
+        assert torch.equal(plain, with_near)
 
 
 def test_kl_methods_leave_the_forgotten_target_logit_to_the_forget_term():
@@ -139,11 +171,14 @@ def test_trainer_contract(name, tiny_backbone, toy_world, toy_train, monkeypatch
     monkeypatch.setattr(train_mod, "compute_reference", lambda *a, **k: calls.append(1) or real(*a, **k))
     backbone = tiny_backbone
     forget = _forget_set(backbone, toy_world, toy_train)
+    request = UnlearningRequest.parse(toy_world, ["shirt"])
+    near = NeighbourSet.from_request(request, toy_train, backbone.preprocess, 3)  # 3 coats, shirt's one sibling
     before = {n: p.detach().clone() for n, p in backbone.model.named_parameters()}
     method = build_method(name)
-    log = unlearn(backbone, method, forget, toy_world, TrainConfig(lr=1e-2, epochs=2, batch_size=4), progress=False)
+    log = unlearn(backbone, method, forget, toy_world, TrainConfig(lr=1e-2, epochs=2, batch_size=4), progress=False, neighbours=near)
     assert len(calls) == (1 if (method.needs_reference or method.needs_features) else 0)
     assert len(log.epochs) == 2 and 1 <= log.selected_epoch <= 2
+    assert log.selection == (method.selection or "ours") and (method.selection != "last" or log.selected_epoch == 2)
     assert all(torch.isfinite(torch.tensor(r["loss"])) for r in log.epochs)
     after = dict(backbone.model.named_parameters())
     frozen = [n for n in before if n.startswith(backbone.frozen_prefixes)]
@@ -251,7 +286,7 @@ def test_cosine_per_epoch_by_hand():
 def test_trainer_choices_are_checked_with_did_you_mean():
     from ktmu.settings import SettingsError
 
-    with pytest.raises(SettingsError, match="selection must be one of ours, study, got 'studdy'. Did you mean 'study'"):
+    with pytest.raises(SettingsError, match="selection must be one of ours, study, last, got 'studdy'. Did you mean 'study'"):
         TrainConfig(selection="studdy")
     with pytest.raises(SettingsError, match="schedule must be one of warmup-cosine, cosine-epoch"):
         TrainConfig(schedule="cosine")

@@ -31,7 +31,8 @@ def _parse(argv):
 # ---- the shipped recipes ---------------------------------------------------------------------------------------
 def test_the_shipped_recipes_are_the_ones_the_readme_names():
     assert {p.relative_to(CONFIGS).as_posix() for p in SHIPPED} == {
-        "embedded/fashion-difficult.yaml", "study/imgnetdogs-easy.yaml", "study/imgnetdogs-medium.yaml",
+        "embedded/fashion-difficult.yaml", "embedded/fashion-difficult-neighbours.yaml", "embedded/fashion-sequence.yaml",
+        "study/imgnetdogs-easy.yaml", "study/imgnetdogs-medium.yaml",
         "study/imgnetdogs-difficult.yaml", "study/compcars-s.yaml"}
 
 
@@ -48,11 +49,17 @@ def test_every_recipe_loads_and_begins_with_the_command_that_runs_it(path):
 
 def test_the_embedded_recipe_is_exactly_what_the_commands_do_without_flags():
     """Every number of the embedded default has this file behind it: it must equal the code's defaults."""
+    from ktmu.workflows.bench import bench_methods
+
     recipe = load_recipe(EMBEDDED)
-    assert set(recipe.methods) == set(METHODS.names()), "add the new method's defaults to configs/embedded/fashion-difficult.yaml"
-    for name, values in recipe.methods.items():
+    without_neighbours, _ = bench_methods(None, 0)
+    assert set(recipe.methods) == set(without_neighbours), "add the new method's defaults to configs/embedded/fashion-difficult.yaml"
+    near = load_recipe(EMBEDDED.with_name("fashion-difficult-neighbours.yaml"))
+    assert set(near.methods) == set(METHODS.names()), "add the new method's defaults to configs/embedded/fashion-difficult-neighbours.yaml"
+    assert near.session["neighbours"] == 16 and {k: v for k, v in near.methods.items() if k in recipe.methods} == recipe.methods
+    for name, values in near.methods.items():
         defaults = build_method(name).hyperparameters()
-        assert values == defaults, f"configs/embedded/fashion-difficult.yaml: {name} differs from the method's defaults {defaults}"
+        assert values == defaults, f"configs/embedded/: {name} differs from the method's defaults {defaults}"
     plain, with_recipe = _parse(["bench", "--out", "x"]), _parse(["bench", "--config", str(EMBEDDED), "--out", "x"])
     for key in ("model", "world", "level", "goal", "max_per_concept", "seed", "precision", "train", "batch_size", "lr", "epochs",
                 "selection", "schedule"):
@@ -111,7 +118,7 @@ BASE = "model: tiny-clip\nworld: fashion\n"
     ("max_per_concept: 1.5\n", r"max_per_concept expects a whole number or none, got 1\.5"),
     ("trainer: {epohcs: 2}\n", r"r\.yaml: trainer: the trainer has no setting 'epohcs'\. Did you mean 'epochs'\?"),
     ("trainer: {lr: 1e-4}\n", r"trainer: the trainer: lr expects a number or none, got '1e-4'\. Write it as a number without quotes \(in YAML, 1e-4 is text: write 1\.0e-4\)"),
-    ("trainer: {selection: studdy}\n", r"trainer: the trainer: selection must be one of ours, study, got 'studdy'\. Did you mean 'study'\?"),
+    ("trainer: {selection: studdy}\n", r"trainer: the trainer: selection must be one of ours, study, last, got 'studdy'\. Did you mean 'study'\?"),
     ("trainer: {schedule: cosine}\n", r"schedule must be one of warmup-cosine, cosine-epoch"),
     ("trainer: {seed: 3}\n", r"trainer: seed is a top-level key .*move it out of trainer:"),
     ("methods: {nhl_kl: {margin: 2}}\n", r"r\.yaml: methods: unknown method 'nhl_kl'\. Did you mean 'nhl-kl'"),

@@ -99,8 +99,10 @@ def prepare_out_file(path: str | Path) -> Path:
 # ---- the --out folder ----------------------------------------------------------------------------
 # What ktmu writes into an --out folder: only these may be removed by --overwrite. Anything else
 # there is the user's, and its presence makes --overwrite refuse rather than guess.
-KTMU_FILES = frozenset({"results.json", "table.md", "model.safetensors", "bench.json", "audit.json", "report.html"})
-KTMU_DIRS = frozenset({"methods"})  # per-method records: KTMU_FILES or <method>.json, also in subfolders
+KTMU_FILES = frozenset({"results.json", "table.md", "model.safetensors", "model.ledger.json", "bench.json", "audit.json", "report.html",
+                        "sequence.json"})
+# per-method records (bench), a sequence's steps and its all-at-once run: KTMU_FILES or <name>.json, also in subfolders
+KTMU_DIRS = frozenset({"methods", "steps", "at-once"})
 PROBE_PREFIX = ".ktmu-write-probe-"
 
 

@@ -64,33 +64,58 @@ def fit_linear_probe(
     """
     from sklearn.linear_model import LogisticRegression  # heavy import, only when a probe is fitted
 
-    x_train, y_train = as_numpy(train_features, np.float64), as_numpy(train_labels).astype(int)
-    x_test, y_test = as_numpy(test_features, np.float64), as_numpy(test_labels).astype(int)
-    for name, x, y in (("train", x_train, y_train), ("test", x_test, y_test)):
-        if x.ndim != 2 or len(x) != len(y):
-            raise ValueError(f"{name} features must be (N, D) with one label each; got {x.shape} features and {len(y)} labels.")
-    if x_train.shape[1] != x_test.shape[1]:
-        raise ValueError(f"train features are {x_train.shape[1]}-d but test features are {x_test.shape[1]}-d; use one model for both.")
-    k = num_classes if num_classes is not None else int(max(y_train.max(initial=-1), y_test.max(initial=-1)) + 1)
-    if max(y_train.max(initial=-1), y_test.max(initial=-1)) >= k or min(y_train.min(initial=0), y_test.min(initial=0)) < 0:
-        raise ValueError(f"labels must be fine class indices 0..{k - 1}.")
-    forgotten_idx = class_set(forgotten, k)
-    idx = probe_train_indices(y_train, per_class, seed)
-    if len(np.unique(y_train[idx])) < 2:
-        raise ValueError("a probe needs train features of at least two classes.")
-    x, y = x_train[idx], y_train[idx]
-    mean, std = x.mean(0), x.std(0)
-    std[std == 0] = 1.0  # a constant feature carries nothing; leave it at 0 rather than divide by 0
+    data = ProbeData.of(train_features, train_labels, test_features, test_labels, forgotten, num_classes, per_class, seed)
+    x, x_test = data.standardised()
     probe = LogisticRegression(C=c, max_iter=max_iter)
-    probe.fit((x - mean) / std, y)
-    pred = probe.predict((x_test - mean) / std).astype(int)
+    probe.fit(x, data.y_train)
+    return data.result(probe.predict(x_test))
 
-    hit = pred == y_test
-    recall = np.full(k, np.nan)
-    for cls in range(k):
-        mine = y_test == cls
-        if mine.any():
-            recall[cls] = 100.0 * hit[mine].mean()
-    is_forgotten = np.isin(y_test, forgotten_idx)
-    pct = lambda m: float(100.0 * hit[m].mean()) if m.any() else float("nan")  # noqa: E731
-    return ProbeResult(recall, pct(is_forgotten), pct(~is_forgotten), pred, len(idx))
+
+@dataclass(frozen=True)
+class ProbeData:
+    """A probe's checked inputs: the budgeted train features and labels, the test features and labels, the forgotten classes."""
+
+    x_train: np.ndarray  # (n, D) float64, the budgeted train samples only
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    num_classes: int
+    forgotten: np.ndarray  # sorted fine class indices
+
+    @classmethod
+    def of(cls, train_features: Any, train_labels: Any, test_features: Any, test_labels: Any, forgotten: Any,
+           num_classes: int | None, per_class: int, seed: int) -> "ProbeData":
+        """Check shapes and labels and apply the per-class budget (:func:`probe_train_indices`); errors name what is wrong."""
+        x_train, y_train = as_numpy(train_features, np.float64), as_numpy(train_labels).astype(int)
+        x_test, y_test = as_numpy(test_features, np.float64), as_numpy(test_labels).astype(int)
+        for name, x, y in (("train", x_train, y_train), ("test", x_test, y_test)):
+            if x.ndim != 2 or len(x) != len(y):
+                raise ValueError(f"{name} features must be (N, D) with one label each; got {x.shape} features and {len(y)} labels.")
+        if x_train.shape[1] != x_test.shape[1]:
+            raise ValueError(f"train features are {x_train.shape[1]}-d but test features are {x_test.shape[1]}-d; use one model for both.")
+        k = num_classes if num_classes is not None else int(max(y_train.max(initial=-1), y_test.max(initial=-1)) + 1)
+        if max(y_train.max(initial=-1), y_test.max(initial=-1)) >= k or min(y_train.min(initial=0), y_test.min(initial=0)) < 0:
+            raise ValueError(f"labels must be fine class indices 0..{k - 1}.")
+        idx = probe_train_indices(y_train, per_class, seed)
+        if len(np.unique(y_train[idx])) < 2:
+            raise ValueError("a probe needs train features of at least two classes.")
+        return cls(x_train[idx], y_train[idx], x_test, y_test, k, class_set(forgotten, k))
+
+    def standardised(self) -> tuple[np.ndarray, np.ndarray]:
+        """Train and test features standardised with the budgeted train samples' mean and standard deviation."""
+        mean, std = self.x_train.mean(0), self.x_train.std(0)
+        std = np.where(std == 0, 1.0, std)  # a constant feature carries nothing; leave it at 0 rather than divide by 0
+        return (self.x_train - mean) / std, (self.x_test - mean) / std
+
+    def result(self, predictions: Any) -> ProbeResult:
+        """Per-class recall, pooled forgotten recall and kept accuracy of test ``predictions``, in percent."""
+        pred = as_numpy(predictions).astype(int)
+        hit = pred == self.y_test
+        recall = np.full(self.num_classes, np.nan)
+        for cls in range(self.num_classes):
+            mine = self.y_test == cls
+            if mine.any():
+                recall[cls] = 100.0 * hit[mine].mean()
+        is_forgotten = np.isin(self.y_test, self.forgotten)
+        pct = lambda m: float(100.0 * hit[m].mean()) if m.any() else float("nan")  # noqa: E731
+        return ProbeResult(recall, pct(is_forgotten), pct(~is_forgotten), pred, len(self.y_train))

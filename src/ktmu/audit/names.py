@@ -19,15 +19,17 @@ cannot be run returns ``{"skipped": reason}``, never a silent zero.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Literal, Sequence
 
 import numpy as np
 import torch
 
+from ktmu.audit.seeds import ProbeHits, WorstHits
 from ktmu.backbones import Backbone
 from ktmu.backbones.encode import class_text_features
 from ktmu.concepts import Hierarchy
-from ktmu.prompts import eval_templates
+from ktmu.prompts import AUDIT_TEMPLATES, eval_templates, train_templates
 
 NameKind = Literal["held_out", "method_visible"]
 _FIELD = {"held_out": "audit_names", "method_visible": "aliases"}
@@ -168,3 +170,43 @@ def template_probe(
     if not templates:
         return skipped("no templates given")
     return template_record(template_hits(backbone, image_feats, fine_labels, world, templates), fine_labels, forget_fine, templates)
+
+
+@dataclass(frozen=True)
+class NameProbes:
+    """Every name-level probe of one model: canonical names, held-out and visible aliases, templates, and the D_f hits for intervals."""
+
+    name: dict  # d_f_fine, d_f_coarse, d_r_fine, d_r_coarse, per_class_fine (percent)
+    fine_pred: torch.Tensor  # (N_test,) canonical zero-shot fine predictions
+    per_class: np.ndarray  # (K,) canonical fine accuracy per class
+    text_features: torch.Tensor  # (K, D) canonical class text features (template ensemble)
+    aliases: dict
+    templates: dict
+    hits: ProbeHits
+
+
+def name_probes(backbone: Backbone, feats: torch.Tensor, fine_labels: torch.Tensor, coarse_labels: torch.Tensor, world: Hierarchy,
+                forget_fine: Sequence[int], strata: Sequence[np.ndarray]) -> NameProbes:
+    """The name-level probes on the test split's image ``feats`` (``strata``: each forgotten concept's D_f images, for the alias hits)."""
+    labels = torch.as_tensor(fine_labels)
+    d_f = torch.isin(labels, torch.as_tensor(list(forget_fine), dtype=labels.dtype))
+    text = class_text_features(backbone, world.fine_names, eval_templates(world)).float().cpu()
+    pred = predict(feats, text)
+    coarse_pred = predict(feats, class_text_features(backbone, world.coarse_names, eval_templates(world)).float().cpu())
+    hit, coarse_hit = pred == labels, coarse_pred == torch.as_tensor(coarse_labels)
+    per_class = np.array([percent(hit[labels == i]) for i in range(len(world.fine))])
+    name = {"d_f_fine": percent(hit[d_f]), "d_f_coarse": percent(coarse_hit[d_f]), "d_r_fine": percent(hit[~d_f]),
+            "d_r_coarse": percent(coarse_hit[~d_f]), "per_class_fine": dict(zip(world.fine_names, per_class.tolist()))}
+    swaps = {kind: alias_hits(backbone, feats, labels, world, forget_fine, kind) for kind in ("held_out", "method_visible")}
+    aliases = {kind: alias_record(h, labels, world, forget_fine, kind) for kind, h in swaps.items()}
+    per_template = {"training": train_templates(world), "held_out": AUDIT_TEMPLATES}
+    table = {kind: template_hits(backbone, feats, labels, world, ts) for kind, ts in per_template.items()}
+    templates = {kind: template_record(table[kind], labels, forget_fine, ts) for kind, ts in per_template.items()}
+    alias_hit = None
+    if not is_skipped(aliases["held_out"]):
+        positions = dict(zip(forget_fine, strata))
+        held_out = swaps["held_out"]
+        alias_hit = WorstHits(tuple(positions[c] for c in held_out), tuple(h[d_f].numpy()[positions[c]] for c, (_, h) in held_out.items()))
+    hits = ProbeHits(name=WorstHits.of(hit[d_f].numpy()), held_out_alias=alias_hit,
+                     held_out_template=None if is_skipped(templates["held_out"]) else WorstHits.columns(table["held_out"][d_f].numpy()))
+    return NameProbes(name, pred, per_class, text, aliases, templates, hits)

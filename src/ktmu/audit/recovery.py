@@ -3,7 +3,8 @@
 recovery = (after - unlearned) / (original - unlearned): 0 = nothing came back, 1 = back to the
 original accuracy (it may exceed 1, or fall below 0, and is not clipped). An oracle that never
 knew the concept relearns it too, from scratch; :func:`curve_gap` compares a method's relearning
-curve with the oracle's, so "relearns faster than a model that never knew it" is measurable.
+curve with the oracle's, so "relearns faster than a model that never knew it" is measurable, and
+:func:`steps_to_half` says how many steps it took to get half of the original's accuracy back.
 """
 from __future__ import annotations
 
@@ -48,3 +49,27 @@ def curve_gap(curve: Sequence[float], oracle_curve: Sequence[float]) -> float:
     if np.isnan(a).any() or np.isnan(b).any():
         raise ValueError("a curve has a missing (nan) point; evaluate both curves at every step.")
     return float(np.abs(a - b).mean())
+
+
+@dataclass(frozen=True)
+class HalfWay:
+    """The first measured relearning step at which D_f accuracy reached half the original's, or the budget when it never did."""
+
+    step: int
+    reached: bool
+
+
+def steps_to_half(steps: Sequence[int], curve: Sequence[float], original: float) -> HalfWay:
+    """The first of ``steps`` whose ``curve`` point is at least half of ``original`` (D_f fine accuracy, percent); capped at the budget.
+
+    Example: steps (0, 10, 25, 50), curve (3, 20, 41, 60), original 80 -> 25 (41 >= 40), reached;
+    with curve (3, 5, 8, 12) -> 50 (the budget), not reached.
+    """
+    if len(steps) != len(curve) or not len(steps):
+        raise ValueError(f"a relearning curve needs one accuracy per measured step; got {len(steps)} steps and {len(curve)} points.")
+    if math.isnan(original):
+        raise ValueError("the original's D_f accuracy is missing (nan); the half-way mark needs it.")
+    for step, value in zip(steps, curve):
+        if value >= original / 2:
+            return HalfWay(int(step), True)
+    return HalfWay(int(steps[-1]), False)

@@ -44,13 +44,17 @@ from ktmu.prompts import train_templates
 from ktmu.engine.request import UnlearningRequest, forget_set_indices
 
 Part = Literal["forget", "retain"]
+HEADLINE_STEP = 50  # relearn@50: the headline point of the curve, as the study's audits so far reported it (comparable across budgets)
 
 
 @dataclass(frozen=True)
 class RelearnConfig:
     """A fixed relearning budget, the same for every model audited."""
 
-    steps: tuple[int, ...] = (0, 10, 25, 50)  # D_f accuracy is measured after these many steps; the last is the budget
+    # D_f accuracy is measured after these many steps; the last is the budget. 200: on the mini-CLIP a model that only hid the
+    # concept is back at the original's level by 50 steps (nhl-kl 67.7 against 69.3, docs/audit.md) and the oracle is not (27.3);
+    # the tail to 200 says whether that gap lasts (69.0 against 29.3) or was only slower learning
+    steps: tuple[int, ...] = (0, 10, 25, 50, 100, 200)
     batch_size: int = 16  # images per step
     images_per_concept: int = 16  # k: a few-shot attacker's data, a tenth of the 150-image proxy forget set
     lr: float = 1e-4  # the tuned rate of nhl-kl, relabel and salun on the mini-CLIP: the scale at which unlearning moved the weights
@@ -66,33 +70,49 @@ class RelearnConfig:
 
 
 def curve_points(budget: int) -> tuple[int, ...]:
-    """The steps at which the curve is measured for a budget: 0, a fifth, half and all of it (50 -> 0, 10, 25, 50)."""
+    """The steps at which the curve is measured for a budget (the budget last).
+
+    From 50 steps on: 0, 10, 25, 50 and every doubling of 50 up to the budget (200 -> 0, 10, 25,
+    50, 100, 200; 75 -> 0, 10, 25, 50, 75), so the headline point at 50 steps is always measured.
+    Below 50: 0, a fifth, half and all of it (5 -> 0, 1, 2, 5).
+    """
     if budget < 1:
         raise ValueError(f"the relearning budget must be at least 1 step, got {budget}.")
-    return tuple(sorted({0, round(budget / 5), round(budget / 2), budget}))
+    if budget < HEADLINE_STEP:
+        return tuple(sorted({0, round(budget / 5), round(budget / 2), budget}))
+    points, step = {0, 10, 25, budget}, HEADLINE_STEP
+    while step <= budget:
+        points.add(step)
+        step *= 2
+    return tuple(sorted(points))
 
 
 def relearn_indices(request: UnlearningRequest, train: ConceptDataset, part: Part, k: int, max_per_concept: int,
-                    seed: int = 0, draw_seed: int | None = None) -> tuple[np.ndarray | None, str]:
+                    seed: int = 0, draw_seed: int | None = None, neighbours: np.ndarray | None = None) -> tuple[np.ndarray | None, str]:
     """Train indices of the ``part`` attack (``k`` seeded-random images per concept), or ``(None, reason)`` when too few exist.
 
     ``retain``: images of the kept fine concepts; ``forget``: images of the forgotten fine concepts
     outside the proxy forget set (the same ``max_per_concept`` and ``seed`` as the unlearning run)
-    followed by the ``retain`` images (see the module doc). ``draw_seed`` (default: ``seed``)
-    draws the images.
+    followed by the ``retain`` images (see the module doc). ``neighbours``: the kept-concept train
+    images the method also saw (:func:`ktmu.engine.neighbours.neighbour_indices`), left out of both
+    parts. ``draw_seed`` (default: ``seed``) draws the images. Without neighbours the draws are
+    those of a neighbour-free audit, image for image.
     """
     labels = np.asarray(train.fine_labels)
     world = request.world
     draws = seed if draw_seed is None else draw_seed
     forgotten = sorted(set(request.forget_fine))
     kept = [i for i in range(len(world.fine)) if i not in forgotten]
-    retain, reason = _pick(labels, kept, np.empty(0, dtype=np.int64), k, np.random.default_rng([draws, 2]), world, "")
+    seen = np.empty(0, dtype=np.int64) if neighbours is None else np.asarray(neighbours, dtype=np.int64)
+    beside = f" outside the {len(seen)} neighbour images the method saw" if len(seen) else ""
+    retain, reason = _pick(labels, kept, seen, k, np.random.default_rng([draws, 2]), world, beside)
     if retain is None:
         return None, f"{reason}; the relearning attacks need {k} per concept (lower --relearn-images)"
     if part == "retain":
         return retain, ""
-    excluded = forget_set_indices(request, train, max_per_concept, seed)
-    concept, reason = _pick(labels, forgotten, excluded, k, np.random.default_rng([draws, 1]), world, " outside the proxy forget set")
+    forget_set = forget_set_indices(request, train, max_per_concept, seed)
+    concept, reason = _pick(labels, forgotten, forget_set, k, np.random.default_rng([draws, 1]), world,
+                            f" outside the proxy forget set ({len(forget_set)} images)")
     if concept is None:
         return None, f"{reason}; the forget relearning attack needs {k} per concept (lower --relearn-images or --max-per-concept)"
     return np.concatenate([concept, retain]), ""

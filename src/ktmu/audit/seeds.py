@@ -15,16 +15,19 @@ resample it recomputes every model's accuracies (original, audited, oracle), the
 that compares them. A worst case is recomputed on each resample (the worst name or template may
 change), as the statistic is "the worst one", not "the one that was worst on the full set".
 
-* ``d_f_fine``, ``held_out_alias``, ``held_out_template``, ``probe_recall``, ``relearn_after``:
-  accuracies (percent) on the resample;
+* ``d_f_fine``, ``held_out_alias``, ``held_out_template``, ``probe_recall``, ``mlp_recall``,
+  ``knn_recall``, ``soft_prompt``, ``relearn_after`` (at the budget), ``relearn_at_50``,
+  ``retain_at_50``: accuracies (percent) on the resample;
 * ``recovery`` = (after - before) / (original - before) of the forget relearning attack, where
   before and after are the audited model's D_f accuracy at the curve's first and last step and
   original the original's canonical-name accuracy; nan on a resample where the original is less
   than :data:`ktmu.audit.recovery.MIN_GAP` points above (as :func:`~ktmu.audit.recovery.relearning_recovery`);
 * ``quality`` (the study's Quality) and ``wc_quality`` (worst-case Quality over the probes the
   record's worst case used), each probe against the original's accuracy on the same resample;
-* ``gap_*``: this model minus the oracle (with an oracle) for D_f fine, held-out alias, held-out
-  template, probe recall and the relearned accuracy.
+* ``gap_*``: this model minus the oracle (with an oracle) for each accuracy above;
+* ``erasure_probe``, ``erasure_relearn`` (with an oracle): :func:`ktmu.audit.erasure.erasure` of the
+  linear-probe recall and of the D_f accuracy after 50 relearning steps, original and oracle on the
+  same resample; nan on a resample where the two are less than ``MIN_GAP`` points apart.
 
 **Across seeds** (:func:`aggregate_audits`): as :mod:`ktmu.evaluation.seeds`, every seed's replicates are
 centred on that seed's number in its audit record and pooled
@@ -50,13 +53,17 @@ import numpy as np
 
 from ktmu.evaluation.arrays import as_numpy
 from ktmu.evaluation.intervals import RESAMPLES, pooled_seed_interval
+from ktmu.audit.erasure import erasure_replicates
 from ktmu.audit.recovery import MIN_GAP
 from ktmu.audit.report import HEADLINE, get_path
 
 # worst-case Quality's probe names (ktmu.audit.run) -> the ProbeHits field holding their hits
 WC_PROBES = {"name": "name", "held_out_alias": "held_out_alias", "held_out_template": "held_out_template", "linear_probe": "linear_probe"}
 _ACCURACIES = {"d_f_fine": "name", "held_out_alias": "held_out_alias", "held_out_template": "held_out_template",
-               "probe_recall": "linear_probe", "relearn_after": "relearn_after"}
+               "probe_recall": "linear_probe", "relearn_after": "relearn_after", "relearn_at_50": "relearn_at_50",
+               "retain_at_50": "retain_at_50", "mlp_recall": "mlp", "knn_recall": "knn", "soft_prompt": "soft_prompt"}
+# erasure headline key -> the accuracy it normalises between the original (0) and the oracle (1)
+_ERASURES = {"erasure_probe": "probe_recall", "erasure_relearn": "relearn_at_50"}
 
 
 @dataclass(frozen=True)
@@ -110,6 +117,11 @@ class ProbeHits:
     linear_probe: WorstHits | None = None
     relearn_before: WorstHits | None = None  # the forget attack's curve, first step (the model itself)
     relearn_after: WorstHits | None = None  # ... and last step (the budget)
+    relearn_at_50: WorstHits | None = None  # ... after 50 steps (the headline point)
+    retain_at_50: WorstHits | None = None  # the retain-only attack after 50 steps
+    mlp: WorstHits | None = None  # the MLP probe on frozen features
+    knn: WorstHits | None = None  # the kNN probe on frozen features
+    soft_prompt: WorstHits | None = None  # zero-shot with the soft-prompt attack's learned text features
 
 
 def resample_counts(strata: Sequence[np.ndarray], n: int, resamples: int = RESAMPLES, seed: int = 0) -> np.ndarray:
@@ -144,7 +156,7 @@ def recovery(original: np.ndarray, before: np.ndarray, after: np.ndarray, min_ga
 
 
 def _model_statistics(m: ProbeHits, original: ProbeHits, oracle: ProbeHits | None, wc_probes: Sequence[str],
-                      counts: np.ndarray) -> dict[str, np.ndarray]:
+                      counts: np.ndarray, gaps: bool = True) -> dict[str, np.ndarray]:
     acc = {key: getattr(m, f).accuracy(counts) for key, f in _ACCURACIES.items() if getattr(m, f) is not None}
     ref = original.name.accuracy(counts)
     out = dict(acc)
@@ -154,10 +166,15 @@ def _model_statistics(m: ProbeHits, original: ProbeHits, oracle: ProbeHits | Non
     if wc_probes:
         per_probe = [relative_drop(getattr(original, WC_PROBES[p]).accuracy(counts), getattr(m, WC_PROBES[p]).accuracy(counts)) for p in wc_probes]
         out["wc_quality"] = np.min(np.stack(per_probe), axis=0)
-    if oracle is not None:
-        for key, f in _ACCURACIES.items():
-            if getattr(m, f) is not None and getattr(oracle, f) is not None:
-                out[f"gap_{key}"] = acc[key] - getattr(oracle, f).accuracy(counts)
+    if oracle is None:
+        return out
+    for key, f in _ACCURACIES.items():
+        if gaps and getattr(m, f) is not None and getattr(oracle, f) is not None:
+            out[f"gap_{key}"] = acc[key] - getattr(oracle, f).accuracy(counts)
+    for key, reads in _ERASURES.items():
+        f = _ACCURACIES[reads]
+        if all(getattr(h, f) is not None for h in (m, original, oracle)):
+            out[key] = erasure_replicates(acc[reads], getattr(original, f).accuracy(counts), getattr(oracle, f).accuracy(counts))
     return out
 
 
@@ -177,7 +194,7 @@ def audit_statistics(hits: Mapping[str, ProbeHits], counts: np.ndarray,
         probes = (wc_probes or {}).get(role)
         if probes is None:
             probes = [p for p, f in WC_PROBES.items() if getattr(m, f) is not None and getattr(original, f) is not None]
-        out[role] = _model_statistics(m, original, oracle if role != "oracle" else None, probes, counts)
+        out[role] = _model_statistics(m, original, oracle, probes, counts, gaps=role != "oracle")
     return out
 
 

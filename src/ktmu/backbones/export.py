@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from ktmu.backbones.base import Backbone, BackboneError, save_safetensors
 from ktmu.outputs import write_json_atomic
@@ -67,15 +67,19 @@ def check_format(spec: str, fmt: str = "auto") -> str:
     return fmt
 
 
-def export_backbone(backbone: Backbone, spec: str, folder: str | Path, fmt: str) -> dict[str, Any]:
-    """Write ``backbone`` into ``folder`` (which must exist) in ``fmt``; returns the files written and how to load them."""
+def export_backbone(backbone: Backbone, spec: str, folder: str | Path, fmt: str, metadata: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Write ``backbone`` into ``folder`` (which must exist) in ``fmt``; returns the files written and how to load them.
+
+    ``metadata``: more safetensors metadata (e.g. the checkpoint's ledger) for the formats whose
+    weights ktmu writes itself (open_clip, ktmu); transformers' own writer takes none.
+    """
     folder = Path(folder)
     kind = spec.partition(":")[0]
     writer = {"hf": _write_hf, "open_clip": _write_open_clip, "ktmu": _write_ktmu}[check_format(spec, fmt)]
-    return writer(backbone, kind, spec, folder)
+    return writer(backbone, kind, spec, folder, dict(metadata or {}))
 
 
-def _write_hf(backbone: Backbone, kind: str, spec: str, folder: Path) -> dict[str, Any]:
+def _write_hf(backbone: Backbone, kind: str, spec: str, folder: Path, metadata: dict[str, str]) -> dict[str, Any]:
     """transformers' own save_pretrained of the model (safetensors) with the source folder's tokenizer and image processor."""
     from transformers import AutoTokenizer, CLIPImageProcessor
 
@@ -113,11 +117,11 @@ def _open_clip_config(backbone: Backbone, kind: str, spec: str) -> tuple[str, di
     return arch, cfg, {k: list(v) if isinstance(v, tuple) else v for k, v in pre.items()}
 
 
-def _write_open_clip(backbone: Backbone, kind: str, spec: str, folder: Path) -> dict[str, Any]:
+def _write_open_clip(backbone: Backbone, kind: str, spec: str, folder: Path, metadata: dict[str, str]) -> dict[str, Any]:
     """The full state dict as safetensors and the model/preprocess config in open_clip's hub layout."""
     arch, model_cfg, preprocess_cfg = _open_clip_config(backbone, kind, spec)
     state = {k: v.detach().cpu().contiguous() for k, v in backbone.model.state_dict().items()}
-    save_safetensors(state, folder / OPEN_CLIP_WEIGHTS, {"format": "pt", "architecture": arch})
+    save_safetensors(state, folder / OPEN_CLIP_WEIGHTS, {**metadata, "format": "pt", "architecture": arch})
     write_json_atomic(folder / OPEN_CLIP_CONFIG, {"model_cfg": model_cfg, "preprocess_cfg": preprocess_cfg})
     registered = kind == "open_clip"
     load = (f"import open_clip\n\nmodel, _, preprocess = open_clip.create_model_and_transforms({arch!r}, pretrained=DIR + '/{OPEN_CLIP_WEIGHTS}')\n"
@@ -130,9 +134,9 @@ def _write_open_clip(backbone: Backbone, kind: str, spec: str, folder: Path) -> 
             "ktmu_spec": f"open_clip:{arch}:DIR/{OPEN_CLIP_WEIGHTS}" if registered else f"{kind}:DIR/{OPEN_CLIP_WEIGHTS}"}
 
 
-def _write_ktmu(backbone: Backbone, kind: str, spec: str, folder: Path) -> dict[str, Any]:
+def _write_ktmu(backbone: Backbone, kind: str, spec: str, folder: Path, metadata: dict[str, str]) -> dict[str, Any]:
     """ktmu's own checkpoint: the trainable state (the frozen MiniLM of mini-clip comes from its package)."""
-    backbone.save_weights(folder / KTMU_WEIGHTS, metadata={"format": "ktmu-export", "kind": kind})
+    backbone.save_weights(folder / KTMU_WEIGHTS, metadata={**metadata, "format": "ktmu-export", "kind": kind})
     return {"format": "ktmu", "library": "ktmu", "files": [KTMU_WEIGHTS],
             "load": f"ktmu eval --model {kind}:$DIR/{KTMU_WEIGHTS}   # in Python: ktmu.load_backbone(f'{kind}:{{DIR}}/{KTMU_WEIGHTS}')",
             "load_language": "bash",

@@ -21,8 +21,8 @@ from ktmu.errors import KtmuError
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 # Command modules in the order `ktmu --help` lists them.
-COMMANDS: tuple[str, ...] = ("eval", "pretrain", "unlearn", "bench", "tune", "levels", "demo", "world", "prepare", "audit", "perf",
-                             "report", "export", "ls", "validate")
+COMMANDS: tuple[str, ...] = ("eval", "pretrain", "unlearn", "sequence", "bench", "tune", "levels", "demo", "world", "prepare", "audit",
+                             "perf", "report", "export", "ls", "validate")
 
 
 def build_parser() -> argparse.ArgumentParser:

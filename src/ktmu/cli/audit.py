@@ -1,4 +1,4 @@
-"""``ktmu audit``: whether a forgotten concept is gone or only its name (aliases, templates, a linear probe, relearning, mass)."""
+"""``ktmu audit``: whether a forgotten concept is gone or only its name (aliases, templates, probes, attacks, weights, mass, the oracle)."""
 from __future__ import annotations
 
 import argparse
@@ -9,29 +9,36 @@ from typing import Any
 from ktmu.cli import options
 from ktmu.cli.console import dump, is_main, say
 
-HELP = ("audit whether a forgotten concept is gone or only its name: aliases, templates, a linear probe, "
-        "relearning, where the predictions go")
+HELP = ("audit whether a forgotten concept is gone or only its name: aliases, templates, linear / MLP / kNN probes, "
+        "relearning, a soft-prompt attack, weight diagnostics, where the predictions go, and how far from an oracle")
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    from ktmu.audit.config import AuditConfig
     from ktmu.audit.options import RELEARN_STEPS
     from ktmu.audit.relearn import RelearnConfig
-    from ktmu.audit.run import AuditConfig
+    from ktmu.engine.neighbours import SCOPES
 
     sp = options.command(subparsers, "audit", HELP)
     sp.add_argument("--model", required=True, help="the audited (unlearned) model, e.g. mini-clip:runs/nhl/model.safetensors")
     sp.add_argument("--original", required=True, help="the model before unlearning, same architecture (e.g. mini-clip)")
-    sp.add_argument("--oracle", help="a model of the same architecture that never learned the concept (optional)")
+    sp.add_argument("--oracle", help="a model of the same architecture that never learned the concept (optional; 'none' for none): "
+                                     "every model gets its gaps to it, erasure and the KS test of its margins")
     options.add_world_options(sp, model=False)
     options.add_request_options(sp)
     options.add_level_option(sp)
     sp.add_argument("--max-per-concept", type=int, default=150, help="the unlearning run's forget-set size per concept (its images are excluded)")
     sp.add_argument("--seed", type=int, default=0, help="the unlearning run's seed (which forget set), and the audit's own draws")
+    sp.add_argument("--neighbours", type=int, metavar="K", help="the unlearning run's --neighbours: its K neighbour images per concept are "
+                                                                "left out of the audit's draws (default: what the results.json beside "
+                                                                "--model records, else 0)")
+    sp.add_argument("--neighbours-scope", choices=SCOPES, help="the unlearning run's --neighbours-scope (default: recorded, else siblings)")
     sp.add_argument("--seeds", type=int, default=1,
                     help="repeat the audit's own draws N times (seeds --seed, --seed+1, ...: probe images, relearning images and order; "
                          "the forget set stays --seed's); numbers become mean ± 95 %% interval (bootstrap over D_f test images, pooled)")
     sp.add_argument("--probe-per-class", type=int, default=AuditConfig.probe_per_class, help="linear-probe train images per fine class")
-    sp.add_argument("--relearn-steps", type=int, default=RELEARN_STEPS, help="relearning budget in steps (curve at 0, 1/5, 1/2, all)")
+    sp.add_argument("--relearn-steps", type=int, default=RELEARN_STEPS,
+                    help="relearning budget in steps (curve at 0, 10, 25, 50 and each doubling up to the budget; under 50: 0, 1/5, 1/2, all)")
     sp.add_argument("--relearn-images", type=int, default=RelearnConfig.images_per_concept, help="relearning images per concept")
     sp.add_argument("--force", action="store_true", help="audit even when the original model does not know the concept")
     options.add_out_folder(sp, "audit.json", overwrite="replace an earlier audit.json in --out")
@@ -43,22 +50,26 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from ktmu.audit.report import audit_table
     from ktmu.outputs import OutputError, prepare_out_dir
-    from ktmu.workflows.audits import audit_checkpoints
+    from ktmu.workflows.audits import audit_checkpoints, neighbour_setting
     from ktmu.workflows.options import check_seeds
     from ktmu.workflows.provenance import git_commit, versions
 
     t0 = time.time()
     check_seeds(args.seeds)
+    args.neighbours, args.neighbours_scope, recorded, note = neighbour_setting(args.model, args.neighbours, args.neighbours_scope)
+    if note:
+        say(note)
     cfg = options.audit_config(args)
     rt = options.runtime(args)
-    plan = options.plan(args, args.forget, args.goal)
+    plan = options.plan(args, args.forget, args.goal, history=False)  # --forget names what was forgotten, whatever --model's ledger holds
     out = Path(args.out)
     if is_main():
         out = prepare_out_dir(args.out, resume=True)  # created and writable; only audit.json is ever replaced here
         if (out / "audit.json").exists() and not args.overwrite:
             raise OutputError(f"{out} already holds an audit.json; pass --overwrite to replace it, or choose another folder.")
-    specs = {"original": args.original, "unlearned": args.model, **({"oracle": args.oracle} if args.oracle else {})}
-    result = audit_checkpoints(plan, specs, cfg, rt, args.seeds, progress=not args.quiet, log=say)
+    oracle = args.oracle if args.oracle and args.oracle.strip().lower() != "none" else None  # --oracle none: as without one
+    specs = {"original": args.original, "unlearned": args.model, **({"oracle": oracle} if oracle else {})}
+    result = audit_checkpoints(plan, specs, cfg, rt, args.seeds, progress=not args.quiet, log=say, neighbours=recorded)
     result["provenance"] = {**options.provenance(args), "models": specs, "git_commit": git_commit(), "versions": versions()}
     result["seconds"]["total"] = round(time.time() - t0, 1)
     dump(result, out / "audit.json")

@@ -27,14 +27,15 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     t0 = time.time()  # the bench time in table.md counts from here
-    from ktmu.methods import METHODS
     from ktmu.methods.overrides import bench_settings
-    from ktmu.workflows.bench import bench_run_key, run_bench
+    from ktmu.workflows.bench import bench_methods, bench_run_key, run_bench
     from ktmu.workflows.bench_store import BenchStore
     from ktmu.workflows.options import check_seeds
 
     check_seeds(args.seeds)
-    methods = args.methods or METHODS.names()
+    methods, skipped = bench_methods(args.methods, args.neighbours)
+    if skipped:
+        say(f"not benched: {', '.join(skipped)} (they learn from neighbour exemplars; add --neighbours K to include them)")
     recipe = options.recipe(args)
     hypers = bench_settings(methods, args.set or [], recipe.method if recipe is not None else None)
     cfg = options.train_config(args)
@@ -43,12 +44,12 @@ def run(args: argparse.Namespace) -> int:
     key = bench_run_key(plan.request.describe(), model=args.model, world=args.world, data=options.data_options(args),
                         zero_shot=args.zero_shot, max_per_concept=args.max_per_concept, seed=args.seed, runtime=rt,
                         set_items=args.set or [], cfg=cfg, recipe_methods=hypers if recipe is not None else None,
-                        audit=args.audit, seeds=args.seeds)
+                        audit=options.audit_key(args, plan.request), seeds=args.seeds, neighbours=args.neighbours, neighbours_scope=args.neighbours_scope)
     store = BenchStore.open(args.out, key, methods, overwrite=args.overwrite, resume=args.resume, write=is_main())
     if store.done:
         say(f"resuming the bench in {args.out}: {', '.join(store.done)} already finished with the same settings; not re-run.")
     session = options.open_session(args, plan, rt)
-    auditors = options.auditors(args)
+    auditors = options.auditors(args, session)
 
     def finish(run, record: dict, first: bool) -> None:
         record["provenance"] = options.provenance(args)

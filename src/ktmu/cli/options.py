@@ -52,6 +52,13 @@ def add_request_options(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--goal", default="fine", choices=GOALS)
 
 
+def add_ledger_options(sp: argparse.ArgumentParser) -> None:
+    """``--original``: where the base model of ``--model``'s ledger loads from, when not from the spec the ledger names."""
+    sp.add_argument("--original", metavar="SPEC",
+                    help="the base model of --model's ledger (the model its first request started from), when it no longer loads from the "
+                         "spec the ledger names; its weights must match the ledger's sha256")
+
+
 def add_runtime_options(sp: argparse.ArgumentParser, training: bool) -> None:
     """Device, precision and data loading; with ``training`` also which weights train and gradient checkpointing."""
     sp.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda or cuda:N")
@@ -76,7 +83,19 @@ def add_session_options(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--batch-size", type=int, default=32, help="forget images per step, over all processes (study: 32)")
     sp.add_argument("--seed", type=int, default=0)
     sp.add_argument("--force", action="store_true", help="run even when the original model does not know the concept (results are flagged)")
+    add_neighbour_options(sp)
     add_runtime_options(sp, training=True)
+
+
+def add_neighbour_options(sp: argparse.ArgumentParser) -> None:
+    """``--neighbours K`` and ``--neighbours-scope``: the neighbour exemplars methods that need them learn from."""
+    from ktmu.engine.neighbours import SCOPES
+
+    sp.add_argument("--neighbours", type=int, default=0, metavar="K",
+                    help="K seeded-random train images of every kept fine concept next to the forgotten ones (see --neighbours-scope), "
+                         "disjoint from the forget set, for the methods that learn from them; 0 (default): the study's retain-free protocol")
+    sp.add_argument("--neighbours-scope", choices=SCOPES, default="siblings",
+                    help="which kept concepts give neighbours: siblings (those under a forgotten concept's coarse parent) or all")
 
 
 def add_seeds_option(sp: argparse.ArgumentParser) -> None:
@@ -92,14 +111,18 @@ def add_recipe_options(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--config", metavar="FILE", help="a recipe (YAML, e.g. configs/study/imgnetdogs-difficult.yaml): its values are this "
                                                        "command's defaults; a flag given here wins")
     sp.add_argument("--selection", choices=SELECTIONS, default=TrainConfig.selection,
-                    help="checkpoint selection: ours (extra forget-train pass per epoch, lowest kept) or study (the study's rule)")
+                    help="checkpoint selection: ours (extra forget-train pass per epoch, lowest kept; a method may name its own rule instead), "
+                         "study (the study's rule) or last (the last epoch)")
     sp.add_argument("--schedule", choices=SCHEDULES, default=TrainConfig.schedule,
                     help="learning-rate schedule: warmup-cosine (per step) or cosine-epoch (the study's, stepped once per epoch)")
 
 
 def add_unlearning_options(sp: argparse.ArgumentParser, audit: str) -> None:
-    """What every unlearning command (unlearn, bench) takes: ``--audit`` (its help), ``--seeds``, the session and recipe options."""
+    """What every unlearning command (unlearn, bench) takes: ``--audit`` (its help), ``--oracle``, ``--seeds``, the session and recipe options."""
     sp.add_argument("--audit", action="store_true", help=audit)
+    sp.add_argument("--oracle", metavar="SPEC", help="with --audit: a model of the same architecture that never learned the concept; every "
+                                                     "row gets its gaps to it (default: mini-clip:without-shirt for mini-clip forgetting "
+                                                     "shirt in fashion, fine goal; 'none' for none)")
     add_seeds_option(sp)
     add_session_options(sp)
     add_recipe_options(sp)
@@ -151,11 +174,13 @@ def data_options(args: argparse.Namespace) -> dict[str, str]:
     return options(args.world, args.data_root, args.hierarchy)
 
 
-def plan(args: argparse.Namespace, forget: list[str] | None = None, goal: str = "fine", evaluate: bool = True) -> Plan:
+def plan(args: argparse.Namespace, forget: list[str] | None = None, goal: str = "fine", evaluate: bool = True, history: bool = True) -> Plan:
+    """The run's plan (``history=False``: ignore ``--model``'s ledger, see :func:`ktmu.workflows.options.plan_run`)."""
     from ktmu.workflows.options import plan_run
 
     return plan_run(world=args.world, model=args.model, level=args.level, forget=forget, goal=goal, max_per_concept=args.max_per_concept,
-                    data_root=args.data_root, hierarchy=args.hierarchy, zero_shot=getattr(args, "zero_shot", None), evaluate=evaluate)
+                    data_root=args.data_root, hierarchy=args.hierarchy, zero_shot=getattr(args, "zero_shot", None), evaluate=evaluate,
+                    force=getattr(args, "force", False), history=history)
 
 
 def open_session(args: argparse.Namespace, plan: Plan, rt: RuntimeOptions) -> Session:
@@ -165,7 +190,8 @@ def open_session(args: argparse.Namespace, plan: Plan, rt: RuntimeOptions) -> Se
     for note in plan.notes:
         say(note)
     return open_(world=args.world, model=args.model, max_per_concept=args.max_per_concept, seed=args.seed, progress=not args.quiet,
-                 evaluate=plan.test is not None, runtime=rt, plan=plan)
+                 evaluate=plan.test is not None, runtime=rt, plan=plan, original=getattr(args, "original", None),
+                 neighbours=getattr(args, "neighbours", 0), neighbours_scope=getattr(args, "neighbours_scope", "siblings"))
 
 
 def train_config(args: argparse.Namespace) -> TrainConfig:
@@ -177,18 +203,46 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
 
 
 def audit_config(args: argparse.Namespace) -> AuditConfig:
-    """``ktmu audit``'s budget flags; ``unlearn/bench --audit`` have none and get the defaults."""
+    """``ktmu audit``'s budget flags; ``unlearn/bench --audit`` have none and get the defaults; the run's neighbour setting."""
     from ktmu.audit.options import audit_config as config
 
     budgets = {k: getattr(args, k) for k in ("probe_per_class", "relearn_steps", "relearn_images") if hasattr(args, k)}
-    return config(max_per_concept=args.max_per_concept, seed=args.seed, **budgets)
+    return config(max_per_concept=args.max_per_concept, seed=args.seed, neighbours=getattr(args, "neighbours", 0) or 0,
+                  neighbours_scope=getattr(args, "neighbours_scope", None) or "siblings", **budgets)
 
 
-def auditors(args: argparse.Namespace) -> SeedAuditors | None:
-    """With ``--audit``: the per-seed auditors of an unlearning command's runs, else None."""
+def audit_oracle(args: argparse.Namespace, request) -> tuple[str | None, str]:
+    """The oracle ``--audit`` compares against (``--oracle``, else the shipped one of the request, else None) and a note to say once."""
+    from ktmu.audit.oracle import resolve_oracle
+    from ktmu.errors import UsageError
+
+    if not args.audit:
+        if getattr(args, "oracle", None):
+            raise UsageError("--oracle is the audit's oracle: add --audit (or leave --oracle out).")
+        return None, ""
+    return resolve_oracle(getattr(args, "oracle", None), args.model, request)
+
+
+def auditors(args: argparse.Namespace, session: Session | None = None) -> SeedAuditors | None:
+    """With ``--audit``: the per-seed auditors of an unlearning command's runs (checked against ``session`` before training), else None."""
     from ktmu.workflows.audits import SeedAuditors
 
-    return SeedAuditors(audit_config(args)) if args.audit else None
+    oracle, note = audit_oracle(args, session.request) if session is not None else (None, "")
+    if not args.audit:
+        return None
+    seeded = SeedAuditors(audit_config(args), oracle)
+    if session is not None:
+        seeded.prepare(session)
+        for line in [note, *seeded.notes()]:
+            if line:
+                say(line)
+    return seeded
+
+
+def audit_key(args: argparse.Namespace, request) -> bool | dict:
+    """What of the audit makes a bench another bench: False, True, or ``{"oracle": SPEC}`` when rows carry an oracle."""
+    oracle, _ = audit_oracle(args, request)
+    return {"oracle": oracle} if oracle else bool(args.audit)
 
 
 def provenance(args: argparse.Namespace) -> dict:

@@ -16,6 +16,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     sp = options.command(subparsers, "unlearn", HELP)
     sp.add_argument("--method", default="nhl-kl", help="registered method name")
     options.add_request_options(sp)
+    options.add_ledger_options(sp)
     options.add_out_folder(sp, "model.safetensors and results.json", overwrite="replace the results of an earlier run in --out")
     options.add_set_option(sp, "method hyperparameter, e.g. --set margin=3")
     options.add_unlearning_options(sp, audit="also audit the unlearned model (ktmu audit's probes; every seed's with --seeds); "
@@ -27,6 +28,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ktmu.engine.trainer import check_neighbours
+    from ktmu.methods import METHODS
     from ktmu.methods.overrides import method_settings
     from ktmu.outputs import prepare_out_dir
     from ktmu.report.tables import text_table
@@ -38,9 +41,11 @@ def run(args: argparse.Namespace) -> int:
     check_seeds(args.seeds)
     recipe = options.recipe(args)
     hyper = method_settings(args.method, args.set or [], recipe.method(args.method) if recipe is not None else None)
+    check_neighbours(METHODS.get(args.method), args.neighbours)
     cfg = options.train_config(args)
     rt = options.runtime(args)
     plan = options.plan(args, args.forget, args.goal)
+    options.audit_oracle(args, plan.request)  # --oracle without --audit is refused before anything runs
     if args.export:
         from ktmu.backbones.export import check_format
         from ktmu.workflows.export import prepare_export_dir
@@ -56,15 +61,24 @@ def run(args: argparse.Namespace) -> int:
         if is_main() and first:  # the first seed's weights, as its record is the top level of results.json
             record["weights"] = str(save_unlearned(run, out, record))
 
-    auditors = options.auditors(args)
+    auditors = options.auditors(args, session)
     record = run_seeds(session, plan.train, args.method, cfg, hyper, args.seeds, auditors=auditors, finish=finish, progress=not args.quiet)
     dump(record, out / "results.json")
     say(f"request: forget {', '.join(session.request.concepts)} ({session.request.goal}); forget set {len(session.forget)} images")
-    say(text_table(record["original"], [record]))
+    say(text_table(record["original"], [record], "previous" if session.request.also_forgotten else "original"))
+    if "cumulative" in record:
+        from ktmu.report.sequence import sequence_text_table
+
+        step = f"{len(record['ledger']['requests'])} +{', '.join(session.request.concepts)}"  # this run's number in the ledger it wrote
+        say(f"against the base model {record['cumulative']['base_model']['spec']} (every request of the checkpoint's ledger and this one):")
+        say(sequence_text_table([(step, record)]))
     if "audit" in record:
         from ktmu.audit.report import audit_table
 
         say(audit_table(record["audit"]))
+        for entry in record.get("ledger_audit", []):
+            say(f"request {entry['request']} of the ledger ({', '.join(entry['concepts'])}) against the base model:")
+            say(audit_table(entry["audit"]))
     say(f"wrote {out / 'model.safetensors'} and {out / 'results.json'} ({time.time() - t0:.1f} s)")
     options.write_report(args)
     if args.export and is_main():

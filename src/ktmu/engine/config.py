@@ -10,9 +10,10 @@ from ktmu.settings import in_range, one_of, validate
 # cosine to 0, updated every step (ktmu's default, tuned on fashion). "cosine-epoch": cosine from the
 # peak rate at epoch 1 towards 0 at epoch ``epochs + 1``, updated once per epoch, no warm-up (the study's).
 SCHEDULES: tuple[str, ...] = ("warmup-cosine", "cosine-epoch")
-# How the kept epoch is chosen (see :mod:`ktmu.engine.trainer`). "ours": an extra zero-shot pass over the forget
-# train images after each epoch, lowest score kept. "study": the study's rule, from the training logits.
-SELECTIONS: tuple[str, ...] = ("ours", "study")
+# How the kept epoch is chosen (see :mod:`ktmu.engine.selection`). "ours": an extra zero-shot pass over the forget
+# train images after each epoch, lowest score kept. "study": the study's rule, from the training logits. "last":
+# the last epoch (the rule of the methods whose representation objective the forget accuracy cannot see).
+SELECTIONS: tuple[str, ...] = ("ours", "study", "last")
 
 
 @dataclass
@@ -39,6 +40,10 @@ class TrainConfig:
     adam_eps: float = field(default=1e-8, metadata=in_range(gt=0))  # torch's AdamW default, which the embedded default was tuned with (study: 1e-6)
     schedule: str = field(default="warmup-cosine", metadata=one_of(*SCHEDULES))  # per-step warm-up + cosine, tuned on fashion; "cosine-epoch" is the study's
     selection: str = field(default="ours", metadata=one_of(*SELECTIONS))  # ktmu's rule (extra forget-train pass after each epoch); "study" is the study's
+    # Neighbour images per step (--neighbours K, methods that read them); a smaller neighbour set is taken whole
+    # every step. 64: twice the forget batch, so that with --neighbours-scope all (9 kept concepts on fashion)
+    # a step still holds about 20 images of the forgotten concept's siblings (tuned with merge-mmd, K = 16).
+    neighbour_batch_size: int = field(default=64, metadata=in_range(ge=1))
 
     def __post_init__(self) -> None:
         validate(self)  # types, ranges and choices: the same rule as --set and recipe values

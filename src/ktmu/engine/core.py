@@ -77,6 +77,27 @@ class TrainerCore:
                 if p.grad is not None:
                     p.grad.mul_(self.masks[k])
 
+    @contextmanager
+    @torch.no_grad()
+    def perturbed(self, radius: float) -> Iterator[None]:
+        """Sharpness-aware minimisation's ascent (Foret et al., 2021): inside the block the weights sit at θ + radius · g / ||g||.
+
+        g is the gradient of the last :meth:`backward` (summed over processes, masked). A
+        :meth:`backward` inside the block replaces it with the gradient at the moved weights; on
+        leaving, the weights move back to θ, so that :meth:`step` applies that gradient at θ.
+        """
+        grads = [p.grad for p in self.params.values() if p.grad is not None]
+        norm = torch.sqrt(sum((g.float() ** 2).sum() for g in grads)) if grads else torch.zeros(())
+        moves = {k: p.grad * (radius / float(norm.clamp_min(1e-12))) for k, p in self.params.items() if p.grad is not None}
+        for k, e in moves.items():
+            self.params[k].add_(e)
+        try:
+            with torch.enable_grad():
+                yield
+        finally:
+            for k, e in moves.items():
+                self.params[k].sub_(e)
+
     def step(self) -> None:
         """Update the weights from the gradients of the last :meth:`backward`."""
         if self.scaler is not None:

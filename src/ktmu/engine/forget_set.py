@@ -25,8 +25,8 @@ class ForgetSet:
 
     source: ImageSource
     forget_coarse: torch.Tensor  # (N,) whether each image's coarse label is forgotten
-    fine_classes: torch.Tensor  # (F,) bool: every fine class the request forgets
-    coarse_classes: torch.Tensor  # (C,) bool: every coarse class the request forgets
+    fine_classes: torch.Tensor  # (F,) bool: every fine class the request forgets, and those earlier requests forgot
+    coarse_classes: torch.Tensor  # (C,) bool: every coarse class the request forgets, and those earlier requests forgot
     goal: str  # the request's goal (ktmu.engine.goals.GOAL_TABLE): what the checkpoint-selection score reads
     names: tuple[str, ...] = ()  # every method-visible name (canonical + aliases) of the forgotten fine concepts
     # The labels and class masks, per device they were asked on: copied once, so that no step waits for a host copy.
@@ -42,8 +42,9 @@ class ForgetSet:
         return cls(
             source=source,
             forget_coarse=torch.isin(source.coarse, torch.as_tensor(request.forget_coarse, dtype=torch.long)),
-            fine_classes=class_mask(request.forget_fine, len(world.fine)),
-            coarse_classes=class_mask(request.forget_coarse, len(world.coarse)),
+            # the earlier requests' concepts (request.also_forgotten) count among the forgotten classes too
+            fine_classes=class_mask(request.forgotten_fine_classes, len(world.fine)),
+            coarse_classes=class_mask(request.forgotten_coarse_classes, len(world.coarse)),
             goal=request.goal,
             names=tuple(n for i in request.forget_fine for n in world.fine[i].names),
         )

@@ -148,6 +148,31 @@ class StudySelection(Selection):
         return Verdict(step_accuracy, keep)
 
 
+class LastSelection(Selection):
+    """Keep the last epoch; the forget-train scores are still measured, for the log.
+
+    The rule of methods whose objective reaches past the names (moving a concept's image features
+    where the oracle's would be): the forget accuracy is at its floor within an epoch or two, while
+    the representation objective keeps improving until the schedule ends.
+    """
+
+    rule = "the last epoch (the method's representation objective goes on after the forget accuracy is at its floor)"
+
+    def __init__(self, backbone: Backbone, forget: ForgetSet, world: Hierarchy, workers: int = 0) -> None:
+        self.backbone, self.forget, self.world, self.workers = backbone, forget, world, workers
+        self.best = math.inf
+
+    def judge(self, candidate: Candidate, step_accuracy: float) -> Verdict:
+        candidate.finalize()
+        scores = forget_scores(self.backbone, self.forget, self.world, workers=self.workers)
+        return Verdict(scores["score"], True, {"forget_train_fine_acc": scores["forget_fine"], "forget_train_coarse_acc": scores["forget_coarse"]})
+
+
+def resolve_selection(selection: str, method: UnlearningMethod) -> str:
+    """The rule a run uses: ``selection``, except that a method's own rule replaces ktmu's default one ("ours")."""
+    return method.selection if selection == "ours" and method.selection else selection
+
+
 def ours_rule(goal: str) -> str:
     """:class:`OursSelection`'s rule in words for a goal."""
     return f"lowest forget-train {goal_spec(goal).selection_words} ({goal} goal), earliest on ties"
@@ -161,13 +186,19 @@ def study_rule(method: str) -> str:
 
 def selection_rule(selection: str, method: str, goal: str) -> str:
     """The checkpoint-selection rule of a run, in words (for results.json)."""
+    if selection == "last":
+        return LastSelection.rule
     return study_rule(method) if selection == "study" else ours_rule(goal)
 
 
 def make_selection(selection: str, method: UnlearningMethod, backbone: Backbone, forget: ForgetSet, world: Hierarchy,
                    workers: int = 0) -> Selection:
-    """The :class:`Selection` named by ``TrainConfig.selection`` ("ours" or "study")."""
-    return StudySelection(method.name) if selection == "study" else OursSelection(backbone, forget, world, workers)
+    """The :class:`Selection` named by ``TrainConfig.selection`` ("ours", "study" or "last")."""
+    if selection == "study":
+        return StudySelection(method.name)
+    if selection == "last":
+        return LastSelection(backbone, forget, world, workers)
+    return OursSelection(backbone, forget, world, workers)
 
 
 class BestWeights:

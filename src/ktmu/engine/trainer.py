@@ -26,6 +26,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Iterator
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 
@@ -36,11 +37,13 @@ from ktmu.data.stream import chunked, iter_batches
 from ktmu.engine.config import TrainConfig
 from ktmu.engine.core import TrainerCore
 from ktmu.engine.forget_set import ForgetSet, class_mask
+from ktmu.engine.neighbours import NeighbourSet
 from ktmu.engine.reference import Reference, compute_reference, reads_reference
 from ktmu.engine.schedule import LrSchedule, cosine_per_epoch
-from ktmu.engine.selection import STUDY_KEEPS_HIGHEST, BestWeights, Candidate, Selection, forget_scores, make_selection, selection_rule
+from ktmu.engine.selection import (STUDY_KEEPS_HIGHEST, BestWeights, Candidate, Selection, forget_scores, make_selection,
+                                   resolve_selection, selection_rule)
 from ktmu.errors import KtmuError
-from ktmu.methods import Batch, UnlearningMethod
+from ktmu.methods import Batch, NeighbourBatch, UnlearningMethod
 from ktmu.methods.masks import saliency_mask
 from ktmu.prompts import eval_templates, train_templates
 from ktmu.runtime.dist import Dist, DistError, get_dist
@@ -62,6 +65,7 @@ class TrainLog:
     epochs: list[dict] = field(default_factory=list)
     selected_epoch: int = 0
     selection_rule: str = ""  # the rule that chose selected_epoch, in words
+    selection: str = ""  # its name (TrainConfig.selection, or the method's own rule in place of "ours")
     lr: float = 0.0
     seconds: dict[str, float] = field(default_factory=dict)  # steps, scoring, reference, saliency, total, other
 
@@ -108,30 +112,72 @@ class StepInputs:
     names: TemplateTextFeatures | None
     reference: Reference | None
     generator: torch.Generator  # for methods that draw random labels
+    neighbours: NeighbourSet | None = None  # given only to methods with needs_neighbours
 
     @classmethod
     def build(cls, backbone: Backbone, method: UnlearningMethod, forget: ForgetSet, world: Hierarchy, reference: Reference | None,
-              generator: torch.Generator) -> "StepInputs":
+              generator: torch.Generator, neighbours: NeighbourSet | None = None) -> "StepInputs":
         """The inputs of a run of ``method``: the training templates' text features, computed once where the text is frozen."""
         templates = train_templates(world)
         names = TemplateTextFeatures(backbone, list(forget.names), templates) if method.needs_features and forget.names else None
         return cls(backbone, method, forget, TemplateTextFeatures(backbone, world.fine_names, templates),
-                   TemplateTextFeatures(backbone, world.coarse_names, templates), names, reference, generator)
+                   TemplateTextFeatures(backbone, world.coarse_names, templates), names, reference, generator,
+                   neighbours if method.needs_neighbours else None)
 
-    def batch(self, images: torch.Tensor, positions: torch.Tensor, template: int) -> Batch:
-        """The method's view of the forget images at ``positions`` (``images``, preprocessed) under training template ``template``."""
+    def batch(self, images: torch.Tensor, positions: torch.Tensor, template: int, near: tuple[torch.Tensor, torch.Tensor] | None = None) -> Batch:
+        """The method's view of the forget images at ``positions`` (``images``, preprocessed) under training template ``template``.
+
+        ``near``: the step's neighbour images and their positions in the neighbour set; they go
+        through the image tower in the same forward pass as the forget images.
+        """
         backbone, method = self.backbone, self.method
         fine_text, coarse_text = self.fine(template), self.coarse(template)
-        img = backbone.encode_image(images)
+        both = backbone.encode_image(images if near is None else torch.cat([images, near[0]]))
+        img = both[: len(images)]
         scale = backbone.logit_scale()
-        extra = {}
+        extra: dict = {}
         if self.reference is not None and method.needs_reference:
             extra["ref_fine_logits"], extra["ref_coarse_logits"] = self.reference.logits(positions, template, backbone.device)
         if method.needs_features:
             extra.update(image_features=img, ref_image_features=self.reference.image[positions].to(backbone.device), fine_text=fine_text,
                          coarse_text=coarse_text, forgotten_name_text=self.names(template) if self.names is not None else None,
                          logit_scale=scale)
+        if near is not None:
+            extra["neighbours"] = self._neighbour_batch(both[len(images):], near[1], template, fine_text, coarse_text, scale)
         return self.forget.batch(positions, scale * img @ fine_text.T, scale * img @ coarse_text.T, generator=self.generator, **extra)
+
+    def _neighbour_batch(self, img: torch.Tensor, positions: torch.Tensor, template: int, fine_text: torch.Tensor, coarse_text: torch.Tensor,
+                         scale: torch.Tensor) -> NeighbourBatch:
+        dev = img.device
+        source = self.neighbours.source
+        out = NeighbourBatch(scale * img @ fine_text.T, scale * img @ coarse_text.T, source.fine[positions].to(dev), source.coarse[positions].to(dev))
+        if self.reference is not None and self.method.needs_reference:
+            out.ref_fine_logits, out.ref_coarse_logits = self.reference.neighbour_logits(positions, template, dev)
+        if self.method.needs_features:
+            out.image_features = img
+            out.ref_image_features = self.reference.neighbour_image[positions].to(dev)
+        return out
+
+
+class NeighbourStream:
+    """The neighbour images of each step: ``size`` of them, in a seeded order that runs through the whole set before repeating.
+
+    Every process takes the whole neighbour batch (its terms are then the same on every process
+    and weigh 1 in total after the trainer's share-weighted all-reduce). Its generator is its own,
+    so a run without neighbours draws exactly what it drew before they existed.
+    """
+
+    def __init__(self, neighbours: NeighbourSet, size: int, seed: int, device: torch.device) -> None:
+        self.neighbours, self.size, self.device = neighbours, min(size, len(neighbours)), device
+        self.generator = torch.Generator().manual_seed(int(np.random.SeedSequence([seed, 4]).generate_state(1)[0]))
+        self.order: list[int] = []
+
+    def next(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The next step's neighbour images (on the device) and their positions in the neighbour set."""
+        if len(self.order) < self.size:
+            self.order += torch.randperm(len(self.neighbours), generator=self.generator).tolist()
+        batch, self.order = self.order[: self.size], self.order[self.size :]
+        return next(iter_batches(self.neighbours.source, [batch], self.device, 0))
 
 
 def _saliency_masks(backbone: Backbone, method: UnlearningMethod, forget: ForgetSet, world: Hierarchy, params: dict[str, torch.nn.Parameter],
@@ -185,6 +231,7 @@ class _Run:
     lr: float
     epochs: int
     steps_per_epoch: int
+    near: NeighbourStream | None = None  # the neighbour images of each step (methods with needs_neighbours)
 
 
 def _train_step(run: _Run, batch_positions: torch.Tensor, images: torch.Tensor, pos: torch.Tensor) -> tuple[list[str], torch.Tensor]:
@@ -195,10 +242,16 @@ def _train_step(run: _Run, batch_positions: torch.Tensor, images: torch.Tensor, 
     here (a read would wait for the device every step): :func:`_train_epoch` sums the steps and
     reads, all-reduces and checks the sums once per epoch.
     """
-    batch = run.inputs.batch(images, pos, run.rng.randrange(len(run.inputs.fine)))
+    template = run.rng.randrange(len(run.inputs.fine))
+    near = run.near.next() if run.near is not None else None
+    batch = run.inputs.batch(images, pos, template, near)
     terms = run.method.loss(batch)
     share = len(pos) / len(batch_positions)  # the all-reduce sums: weight each process by its share of the batch
     run.core.backward(terms["loss"], share)
+    radius = run.method.sharpness_radius()
+    if radius:  # sharpness-aware: the step takes the gradient at the worst nearby weights (same images, template and neighbours)
+        with run.core.perturbed(radius):
+            run.core.backward(run.method.loss(run.inputs.batch(images, pos, template, near))["loss"], share)
     with torch.no_grad():
         hits = (batch.fine_logits.argmax(1) == batch.fine_target).sum().float()
         values = torch.stack([*(v.detach().float() * len(pos) / len(batch_positions) for v in terms.values()), hits])
@@ -238,24 +291,33 @@ def _train_epoch(run: _Run, epoch: int, bar: tqdm) -> tuple[dict[str, float], fl
     return {k: float(v) / run.steps_per_epoch for k, v in zip(keys, losses)}, float(hits[0] / hits[1] * 100)
 
 
+def check_neighbours(method: UnlearningMethod | type[UnlearningMethod], images: int) -> None:
+    """Refuse a method that needs neighbour exemplars when it would get none (``images``: how many it gets), before anything runs."""
+    if method.needs_neighbours and images == 0:
+        raise TrainingError(f"method {method.name!r} learns from neighbour exemplars (images of the kept concepts next to the forgotten "
+                            "ones): add --neighbours K (e.g. --neighbours 16), or pick a method that needs none.")
+
+
 def _start(backbone: Backbone, method: UnlearningMethod, forget: ForgetSet, world: Hierarchy, cfg: TrainConfig, dist: Dist,
-           reference: Reference | None, timer: Timer) -> _Run:
+           reference: Reference | None, timer: Timer, neighbours: NeighbourSet | None = None) -> _Run:
     """The run's seeded generators, text features, the original's outputs (when the method reads them), saliency masks, optimiser and schedule."""
     gen = torch.Generator().manual_seed(cfg.seed)
     lr = cfg.lr if cfg.lr is not None else method.lr
     epochs = cfg.epochs if cfg.epochs is not None else method.epochs
     params = dict(backbone.named_trainable_parameters())
+    near = neighbours if method.needs_neighbours else None
     with timer.part("reference"):
-        if reads_reference(method) and reference is None:
-            reference = compute_reference(backbone, forget, world, workers=cfg.workers)
-    inputs = StepInputs.build(backbone, method, forget, world, reference, gen)
+        if reads_reference(method) and (reference is None or (near is not None and reference.neighbour_image is None)):
+            reference = compute_reference(backbone, forget, world, workers=cfg.workers, neighbours=near)
+    inputs = StepInputs.build(backbone, method, forget, world, reference, gen, near)
     with timer.part("saliency"):
         fraction = method.update_mask_fraction()
         masks = _saliency_masks(backbone, method, forget, world, params, fraction, cfg, dist) if fraction is not None else None
     core = TrainerCore(backbone, params, lr, weight_decay=cfg.weight_decay, eps=cfg.adam_eps, masks=masks, dist=dist)
     steps_per_epoch = math.ceil(len(forget) / cfg.batch_size)
     schedule = LrSchedule(core.optimizer, cfg.schedule, epochs, steps_per_epoch, cfg.warmup_frac)
-    return _Run(backbone, method, forget, cfg, dist, inputs, core, schedule, random.Random(cfg.seed), gen, lr, epochs, steps_per_epoch)
+    stream = NeighbourStream(near, cfg.neighbour_batch_size, cfg.seed, backbone.device) if near is not None else None
+    return _Run(backbone, method, forget, cfg, dist, inputs, core, schedule, random.Random(cfg.seed), gen, lr, epochs, steps_per_epoch, stream)
 
 
 def _select(run: _Run, selection: Selection, best: BestWeights, log: TrainLog, epoch: int, losses: dict[str, float], step_acc: float,
@@ -281,23 +343,28 @@ def unlearn(
     progress: bool = True,
     original: dict[str, torch.Tensor] | None = None,
     reference: Reference | None = None,
+    neighbours: NeighbourSet | None = None,
 ) -> TrainLog:
     """Unlearn in place; on return the backbone holds the selected epoch's weights.
 
     ``original``: the trainable weights to start from and to negate against (the caller's single
     copy; taken from the backbone when None). ``reference``: the original's outputs on the forget
-    set, reused across runs when given (computed here only when the method needs them).
+    set (and on ``neighbours``), reused across runs when given (computed here only when the method
+    needs them). ``neighbours``: the neighbour exemplars (``--neighbours K``), read only by methods
+    with ``needs_neighbours``.
     """
     dist = get_dist()
     timer = Timer("steps", "scoring", "reference", "saliency")
     torch.manual_seed(cfg.seed)
     _check_batches(len(forget), cfg.batch_size, dist)
+    check_neighbours(method, len(neighbours) if neighbours is not None else 0)
     backbone.model.eval()
     if original is None:
         original = backbone.copy_trainable()
-    run = _start(backbone, method, forget, world, cfg, dist, reference, timer)
-    selection = make_selection(cfg.selection, method, backbone, forget, world, cfg.workers)
-    log = TrainLog(lr=run.lr, selection_rule=selection.rule)
+    run = _start(backbone, method, forget, world, cfg, dist, reference, timer, neighbours)
+    rule = resolve_selection(cfg.selection, method)
+    selection = make_selection(rule, method, backbone, forget, world, cfg.workers)
+    log = TrainLog(lr=run.lr, selection_rule=selection.rule, selection=rule)
     best = BestWeights(backbone, run.core.params)
     bar = tqdm(total=max(1, run.steps_per_epoch * run.epochs), desc=f"unlearn {method.name}", leave=False,
                disable=not (progress and dist.is_main))

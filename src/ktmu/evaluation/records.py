@@ -30,6 +30,7 @@ class RunRecord:
     flags: dict[str, Any] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
     weights: str | None = None
+    neighbours: dict[str, Any] | None = None  # the neighbour exemplars the method could read: {"k", "scope"[, "seed", "images", "sha256"]}
 
     def to_json(self) -> dict[str, Any]:
         out = {
@@ -51,4 +52,6 @@ class RunRecord:
             out["provenance"] = self.provenance
         if self.weights is not None:
             out["weights"] = self.weights
+        if self.neighbours is not None:
+            out["neighbours"] = self.neighbours
         return out

@@ -74,7 +74,7 @@ class Groups:
     @classmethod
     def of(cls, evaluator) -> "Groups":
         """From a :class:`ktmu.evaluation.protocol.UnlearningEvaluator`'s masks."""
-        return cls(~evaluator.d_f, evaluator.d_f_forgotten_coarse, evaluator.d_f_kept_coarse)
+        return cls(evaluator.d_r, evaluator.d_f_forgotten_coarse, evaluator.d_f_kept_coarse)
 
 
 def _resampled_sums(groups: Groups, hits: Sequence[Hits], resamples: int, seed: int) -> dict[str, list[dict[str, tuple[np.ndarray, int]]]]:
@@ -151,7 +151,9 @@ def run_replicates(record: dict, original: WorldEval, unlearned: WorldEval, eval
 
 
 def _estimate(record: dict, key: str) -> float:
-    return float(record[key]) if key in METRICS else float(record["unlearned"][key])
+    """A seed's value of ``key``; null (a record read back from results.json holds NaN as null) is nan."""
+    value = record[key] if key in METRICS else record["unlearned"][key]
+    return math.nan if value is None else float(value)
 
 
 def aggregate(records: Sequence[dict], replicates: Sequence[dict[str, np.ndarray]]) -> dict:
@@ -173,5 +175,5 @@ def aggregate(records: Sequence[dict], replicates: Sequence[dict[str, np.ndarray
         mean[key] = iv.estimate
         interval[key] = {"low": iv.low, "high": iv.high, "half_width": iv.half_width}
     if "zero_shot" not in mean:  # no zero-shot domains (or no hits kept): a mean and no interval
-        mean["zero_shot"] = float(np.mean([r["unlearned"]["zero_shot"] for r in records]))
+        mean["zero_shot"] = float(np.mean([_estimate(r, "zero_shot") for r in records]))
     return {**records[0], "seeds": list(records), "mean": mean, "interval": interval}

@@ -6,7 +6,7 @@ from typing import Any
 
 from ktmu.registry import Registry, suggest
 from ktmu.settings import SettingsError, cast_value
-from ktmu.methods.base import Batch, UnlearningMethod
+from ktmu.methods.base import Batch, NeighbourBatch, UnlearningMethod
 
 METHODS: Registry[type[UnlearningMethod]] = Registry("method")
 METHODS.register("ga", "ktmu.methods.ga:GradientAscent")
@@ -20,6 +20,11 @@ METHODS.register("npo-kl", "ktmu.methods.npo_kl:NPOKL")
 METHODS.register("nhl-kl", "ktmu.methods.nhl_kl:NHLKL")
 METHODS.register("simnpo", "ktmu.methods.simnpo:SimNPO")
 METHODS.register("feat-orth", "ktmu.methods.feat_orth:FeatureOrthogonal")
+METHODS.register("gdiff-retain", "ktmu.methods.gdiff_retain:GradientDifferenceRetain")
+METHODS.register("salun-retain", "ktmu.methods.salun_retain:SalUnRetain")
+METHODS.register("scrub", "ktmu.methods.scrub:SCRUB")
+METHODS.register("merge-mmd", "ktmu.methods.merge_mmd:MergeMMD")
+METHODS.register("sam-nhl-kl", "ktmu.methods.sam_nhl_kl:SAMNHLKL")
 
 
 def build_method(name: str, /, **overrides: Any) -> UnlearningMethod:
@@ -44,4 +49,4 @@ def build_method(name: str, /, **overrides: Any) -> UnlearningMethod:
     return cls(**values)
 
 
-__all__ = ["Batch", "METHODS", "UnlearningMethod", "build_method"]
+__all__ = ["Batch", "METHODS", "NeighbourBatch", "UnlearningMethod", "build_method"]

@@ -10,6 +10,25 @@ from ktmu.settings import in_range, validate as validate_settings
 
 
 @dataclass
+class NeighbourBatch:
+    """A batch of neighbour images (``--neighbours K``): train images of kept concepts near the forgotten ones.
+
+    Everything in it is knowledge to keep: each image keeps its fine and its coarse label. The
+    original model's logits and features are filled for methods that read the reference, the
+    trainable features for methods with ``needs_features``.
+    """
+
+    fine_logits: torch.Tensor  # (M, F)
+    coarse_logits: torch.Tensor  # (M, C)
+    fine_target: torch.Tensor  # (M,)
+    coarse_target: torch.Tensor  # (M,)
+    ref_fine_logits: torch.Tensor | None = None  # the original model's, same shapes
+    ref_coarse_logits: torch.Tensor | None = None
+    image_features: torch.Tensor | None = None  # (M, D) unit image features (trainable)
+    ref_image_features: torch.Tensor | None = None  # (M, D) the original model's, frozen
+
+
+@dataclass
 class Batch:
     """Zero-shot logits of a forget-set batch at both levels, plus the frozen original's where needed.
 
@@ -37,6 +56,8 @@ class Batch:
     coarse_text: torch.Tensor | None = None  # (C, D)
     forgotten_name_text: torch.Tensor | None = None  # (A, D) every method-visible name (canonical + aliases) of the forgotten fine concepts
     logit_scale: torch.Tensor | None = None  # () the temperature that turned features into logits
+    # The step's neighbour images, filled only for methods with ``needs_neighbours = True`` (``--neighbours K``, K > 0).
+    neighbours: NeighbourBatch | None = None
 
 
 @dataclass
@@ -53,6 +74,11 @@ class UnlearningMethod:
     name: ClassVar[str] = ""
     needs_reference: ClassVar[bool] = False  # the trainer builds the frozen original only when True
     needs_features: ClassVar[bool] = False  # the trainer fills the Batch's feature fields only when True
+    needs_neighbours: ClassVar[bool] = False  # the method reads Batch.neighbours: it runs only with --neighbours K > 0
+    # A checkpoint-selection rule of the method's own, used where ktmu's default rule ("ours") would be:
+    # "last" for methods whose representation objective the forget-accuracy rule cannot see (they keep
+    # improving after the names are gone). The study's rule, when asked for, always applies.
+    selection: ClassVar[str | None] = None
     # Ranges declared here hold for every subclass, also where it re-declares the default.
     lr: float = field(default=1e-4, metadata=in_range(
         gt=0, hint="Use a positive learning rate such as 1e-4 (--lr, or --set lr=...)."))
@@ -88,6 +114,15 @@ class UnlearningMethod:
 
     def finalize_(self, params: dict[str, torch.Tensor], original: dict[str, torch.Tensor]) -> None:
         """Map trained weights (``params``, modified in place) to final weights, given the original ones."""
+
+    def sharpness_radius(self) -> float | None:
+        """The radius of sharpness-aware minimisation (Foret et al., 2021) the trainer applies to this loss, or None for plain steps.
+
+        With a radius rho the trainer takes each step with the gradient at the weights moved by
+        rho * g / ||g|| (g: the loss's gradient, over all trainable weights): the loss is minimised
+        over a neighbourhood, not at a point, so that nearby weights forget too.
+        """
+        return None
 
 
 def forgotten_mask(logits: torch.Tensor, target: torch.Tensor, classes: torch.Tensor | None) -> torch.Tensor:

@@ -7,7 +7,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from ktmu.methods.base import Batch, Level, forget_levels, forgotten_mask
+from ktmu.methods.base import Batch, Level, NeighbourBatch, forget_levels, forgotten_mask
 
 # Masked logits are set to this instead of -inf: softmax gives exactly 0 there in float32 and
 # float16, while 0 * log(0) never turns into nan.
@@ -194,3 +194,68 @@ def direction_drift_outside(features: torch.Tensor, ref_features: torch.Tensor, 
         return torch.where(norm > 1e-6, part / norm.clamp_min(1e-6), torch.zeros_like(part))
 
     return ((outside(features) - outside(ref_features)) ** 2).sum(1)
+
+
+# ---- neighbour-side terms (methods with needs_neighbours) -------------------------------------------
+
+NEEDS_NEIGHBOURS = "this loss reads the neighbour images (set needs_neighbours = True on the method and run with --neighbours K > 0)."
+
+
+def require_neighbours(b: Batch, *names: str) -> NeighbourBatch:
+    """The batch's neighbour side, checked to hold the fields in ``names``; a ValueError (an internal bug) when it does not."""
+    nb = b.neighbours
+    if nb is None:
+        raise ValueError(NEEDS_NEIGHBOURS)
+    missing = [n for n in names if getattr(nb, n) is None]
+    if missing:
+        raise ValueError(f"the neighbour batch lacks {', '.join(missing)}: {NEEDS_REFERENCE if 'ref' in missing[0] else NEEDS_FEATURES}")
+    return nb
+
+
+def neighbour_kl(nb: NeighbourBatch) -> torch.Tensor:
+    """Mean over the neighbour images of KL(p_ref || p) at the fine plus the coarse level (every class kept).
+
+    Example: fine logits (0, 0) vs reference (ln 3, 0) -> 3/4 ln(3/2) + 1/4 ln(1/2) = 0.130812;
+    coarse logits equal to the reference -> 0; total 0.130812.
+    """
+    if nb.ref_fine_logits is None or nb.ref_coarse_logits is None:
+        raise ValueError(NEEDS_REFERENCE)
+    none_f = torch.zeros_like(nb.fine_logits, dtype=torch.bool)
+    none_c = torch.zeros_like(nb.coarse_logits, dtype=torch.bool)
+    return (kl_non_target(nb.fine_logits, nb.ref_fine_logits, none_f) + kl_non_target(nb.coarse_logits, nb.ref_coarse_logits, none_c)).mean()
+
+
+def neighbour_cross_entropy(nb: NeighbourBatch) -> torch.Tensor:
+    """Mean cross-entropy of the neighbour images' fine labels plus that of their coarse labels (descent keeps both).
+
+    Example: fine logits (ln 3, 0, 0), target 0 -> -ln(3/5) = 0.510826; coarse logits (0, 0),
+    target 1 -> ln 2 = 0.693147; total 1.203973.
+    """
+    return cross_entropy(nb.fine_logits, nb.fine_target).mean() + cross_entropy(nb.coarse_logits, nb.coarse_target).mean()
+
+
+MMD_BANDWIDTHS = (0.25, 0.5, 1.0)  # RBF widths for unit features: squared distances run 0..4, the widths span near to far pairs
+
+
+def mmd_rbf(x: torch.Tensor, y: torch.Tensor, bandwidths: tuple[float, ...] = MMD_BANDWIDTHS) -> torch.Tensor:
+    """Squared maximum mean discrepancy between the rows of ``x`` and of ``y`` (biased estimate), summed over Gaussian kernels.
+
+    k(a, b) = sum over sigma of exp(-|a - b|^2 / (2 sigma^2)); MMD^2 = mean k(x, x') + mean k(y, y')
+    - 2 mean k(x, y) (Gretton et al., 2012). Zero when the two samples are the same. Example with one
+    kernel of sigma 1: x = {(1, 0)}, y = {(0, 1)}: |x - y|^2 = 2 -> 1 + 1 - 2 e^-1 = 1.264241.
+    """
+    def sq(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return ((a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2 * a @ b.T).clamp_min(0)
+
+    def k(d: torch.Tensor) -> torch.Tensor:
+        return sum(torch.exp(-d / (2 * s * s)) for s in bandwidths)
+
+    return k(sq(x, x)).mean() + k(sq(y, y)).mean() - 2 * k(sq(x, y)).mean()
+
+
+def feature_drift(features: torch.Tensor, ref_features: torch.Tensor) -> torch.Tensor:
+    """Mean squared distance between each feature and the original model's: how far the images moved.
+
+    Example: (0.6, 0.8) against (1, 0) -> 0.4^2 + 0.8^2 = 0.8.
+    """
+    return ((features - ref_features) ** 2).sum(1).mean()

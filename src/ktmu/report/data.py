@@ -18,7 +18,9 @@ SUMMARY_KEYS = ("quality", "utility", "qu", "quality_ca", "utility_ca", "qu_ca")
 # headline audit numbers drawn against the oracle: key in ktmu.audit.report.HEADLINE -> label
 PROBE_KEYS = {"d_f_fine": "D_f fine (canonical names)", "held_out_alias": "held-out alias (worst)",
               "held_out_template": "held-out template (worst)", "probe_recall": "linear-probe recall",
-              "relearn_after": "D_f fine after relearning"}
+              "mlp_recall": "MLP-probe recall", "knn_recall": "kNN-probe recall", "soft_prompt": "soft-prompt attack",
+              "relearn_at_50": "relearn@50", "retain_at_50": "retain@50 (kept only)",
+              "relearn_after": "relearn at the budget"}
 
 
 def number(v: Any) -> float | None:
@@ -201,7 +203,8 @@ def probe_data(run: Run) -> dict | None:
             models.append({"model": m["model"], "role": m["role"], "values": values})
     if not models:
         return None
-    return {"run": run.label, "metrics": dict(PROBE_KEYS), "models": models,
+    drawn = {k: label for k, label in PROBE_KEYS.items() if any(k in m["values"] for m in models)}  # older records lack the newer probes
+    return {"run": run.label, "metrics": drawn, "models": models,
             "oracle": any(m["role"] == "oracle" for m in models)}
 
 

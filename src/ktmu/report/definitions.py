@@ -33,11 +33,28 @@ DEFINITIONS: tuple[tuple[str, str], ...] = (
                                     "names no method saw while unlearning (e.g. 'blouse' for shirt)."),
     ("held-out template", "D_f fine accuracy under the worst of prompt templates that no method saw."),
     ("probe recall", "A linear probe (logistic regression) trained on frozen image features of the auditor's own train images "
-                     "(outside the proxy forget set): the share of D_f test images it still assigns to the forgotten concepts. "
-                     "High recall means the concept is still in the image features, whatever its name now says."),
-    ("relearn", "D_f fine accuracy after a short fine-tune (the relearning budget, in steps) on a few unseen images of the "
-                "forgotten concepts with kept-concept ones; the 'kept only' attack fine-tunes on kept concepts alone. The curve "
-                "is measured at 0, 1/5, 1/2 and all of the budget."),
+                     "(outside the proxy forget set and any neighbour images the method saw): the share of D_f test images it still "
+                     "assigns to the forgotten concepts. High recall means the concept is still in the image features, whatever its name now says."),
+    ("relearn", "D_f fine accuracy after a short fine-tune (the relearning budget, 200 steps by default) on a few unseen images of "
+                "the forgotten concepts with kept-concept ones; the 'kept only' attack fine-tunes on kept concepts alone. The curve "
+                "is measured at 0, 10, 25, 50, 100 and 200 steps; relearn@50 (and retain@50 for the kept-only attack) is the value "
+                "after 50 steps, the headline number; 'steps to half' the first measured step with half the original's D_f accuracy."),
+    ("MLP / kNN recall", "Two more probes on the same frozen image features and train images as the linear probe: a one-hidden-layer "
+                         "MLP, and the majority label of the 10 nearest train images by cosine similarity. Each reports the share of "
+                         "D_f test images it assigns to the forgotten concepts; a concept made linearly unreadable can still be read "
+                         "by them."),
+    ("soft-prompt", "With every weight frozen, a new text feature for each forgotten class is learned (100 Adam steps from its "
+                    "name's feature, on the relearning attack's images, the other classes' text fixed); the number is the D_f fine "
+                    "accuracy with it. High when the images still form their own cluster the name no longer points at."),
+    ("erasure", "Where a reading of the unlearned model sits between the original (0) and the oracle (1): 1 − clip((unlearned − "
+                "oracle) / (original − oracle), 0, 1), for the linear-probe recall and relearn@50; undefined without an oracle or "
+                "when the original and the oracle are within 1 point."),
+    ("weight distance, D_f loss barrier", "||θ − θ₀|| / ||θ₀|| over the trainable weights (θ₀ the original's), and the largest rise "
+                                          "of the D_f test cross-entropy above the straight line between its values at θ₀ and θ, "
+                                          "measured at 11 points θ₀ + t (θ − θ₀). A barrier means the way back to the original is "
+                                          "uphill."),
+    ("KS vs oracle", "Two-sample Kolmogorov-Smirnov test of the D_f margins (true class logit minus the best other) of a model "
+                     "against the oracle's: the statistic (0 = same distribution, 1 = disjoint) and its p-value."),
     ("recovery", "(relearned − unlearned) / (original − unlearned): 0 = nothing came back, 1 = back to the original accuracy "
                  "(not clipped; undefined when unlearning removed under 1 point)."),
     ("WC-Quality (worst-case Quality)", "The study's Quality under every probe (canonical name, worst held-out alias, worst "

@@ -34,6 +34,8 @@ def relearn_figure(data: Mapping, palette: Mapping[str, str]) -> Figure:
                     **style)
             if m["seeds"] > 1:  # fainter bands when many overlap
                 ax.fill_between(d["steps"], m["low"], m["high"], color=style["color"], alpha=0.15 if len(d["models"]) <= 4 else 0.07, lw=0)
+        if 50 in d["steps"] and d["steps"][-1] > 50:  # the headline point (relearn@50) of a longer curve
+            ax.axvline(50, color="#999999", lw=0.8, ls="--")
         ax.set(xlabel="relearning steps", ylabel="D_f fine accuracy %", title=PART_TITLES.get(part, part), ylim=(-3, 103))
         ax.legend(loc="upper left", fontsize=7)
     return fig
@@ -42,8 +44,13 @@ def relearn_figure(data: Mapping, palette: Mapping[str, str]) -> Figure:
 def probe_figure(data: Mapping, palette: Mapping[str, str]) -> Figure:
     """The audit's headline numbers per model (one panel each), with intervals; the oracle's value as a line and band."""
     metrics, models = data["metrics"], data["models"]
-    fig = new_figure(1.5 + 0.3 * len(models))
-    axes = fig.subplots(1, len(metrics), sharey=True, squeeze=False)[0]
+    cols = min(5, len(metrics))  # five panels a row: ten probes stay readable at the page's width
+    rows = -(-len(metrics) // cols)
+    fig = new_figure(rows * (1.5 + 0.3 * len(models)))
+    grid = fig.subplots(rows, cols, sharey=True, squeeze=False)
+    axes = grid.ravel()
+    for ax in axes[len(metrics):]:
+        ax.set_visible(False)
     names = [m["model"] for m in models]
     oracle = next((m for m in models if m["role"] == "oracle"), None)
     for ax, (key, label) in zip(axes, metrics.items()):
@@ -61,7 +68,8 @@ def probe_figure(data: Mapping, palette: Mapping[str, str]) -> Figure:
                 ax.axvspan(ov["low"], ov["high"], color=ORACLE, alpha=0.12, lw=0)
         ax.set(title=label, xlim=(-5, 105), ylim=(len(models) - 0.5, -0.5))
         ax.set_xlabel("% of D_f test images", fontsize=7)
-    axes[0].set_yticks(range(len(names)), names)
+    for row in grid:
+        row[0].set_yticks(range(len(names)), names)
     fig.suptitle("What is left of the forgotten concepts, probe by probe" + (" (green: the oracle that never learned them)" if oracle else ""),
                  fontsize=10)
     return fig

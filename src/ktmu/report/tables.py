@@ -6,10 +6,14 @@ be read at face value: ``COLLAPSED`` (the model predicts near chance or mostly o
 ``UNCHANGED`` (its weights equal the original's) and ``UNKNOWN-CONCEPT`` (the original model did not
 know what was forgotten, so forgetting it measures nothing).
 
-When runs carry a knowledge audit (``--audit``), :data:`AUDIT_COLUMNS` are added: ``alias leak``
-(D_f fine accuracy under the worst held-out name), ``probe`` (linear-probe recall of the forgotten
-concepts), ``relearn`` (D_f fine accuracy after the relearning budget) and ``WC-Quality``
-(worst-case Quality); see :mod:`ktmu.audit.run`.
+When runs carry a knowledge audit (``--audit``), :data:`AUDIT_COLUMNS` are added
+(:data:`ktmu.audit.report.BENCH_COLUMNS`): ``alias leak`` (D_f fine accuracy under the worst
+held-out name), ``probe`` / ``MLP`` / ``kNN`` (recall of the forgotten concepts by probes on frozen
+image features), ``relearn@50`` (D_f fine accuracy after 50 relearning steps), ``soft-prompt``
+(D_f fine accuracy with a learned text feature, weights frozen), ``erasure probe`` / ``erasure
+relearn`` (1 = the oracle's reading, 0 = the original's), ``retain@50`` (after 50 steps on kept
+concepts only) and ``WC-Quality`` (worst-case Quality); see :mod:`ktmu.audit.run`. When the audits
+carry an oracle, it gets a row of its own (audit columns only).
 
 A run over several seeds (``--seeds N``, see :mod:`ktmu.evaluation.seeds`) carries ``mean`` and ``interval``:
 its row shows the means over seeds, ``Q-U``, ``Q-U*`` and ``Zero-shot`` as ``97.8 ± 0.4`` (mean ±
@@ -21,8 +25,10 @@ from __future__ import annotations
 import math
 from typing import Sequence
 
+from ktmu.audit.report import BENCH_COLUMNS, FRACTIONS
+
 COLUMNS = ("D_f coarse", "D_f fine", "D_r coarse", "D_r fine", "Quality", "Utility", "Q-U", "Zero-shot", "Q-U*", "flags")
-AUDIT_COLUMNS = ("alias leak", "probe", "relearn", "WC-Quality")
+AUDIT_COLUMNS = tuple(BENCH_COLUMNS)
 
 
 def flag_words(record: dict) -> str:
@@ -75,9 +81,9 @@ def _audit_cells(audit_model: dict | None) -> list[str]:
     from ktmu.audit.report import headline
 
     cells = []
-    for key in ("held_out_alias", "probe_recall", "relearn_after", "wc_quality"):
+    for key in BENCH_COLUMNS.values():
         value, iv = headline(audit_model, key)
-        cells.append(format_interval(iv) if iv is not None else _fmt(value))
+        cells.append(format_interval(iv, 2 if key in FRACTIONS else 1) if iv is not None else _fmt(value))
     return cells
 
 
@@ -89,27 +95,46 @@ def _columns(records: Sequence[dict]) -> tuple[str, ...]:
 def table_rows(original: dict, records: Sequence[dict]) -> list[list[str]]:
     rows = [_row("original", original, None)]
     rows += [_row(r["method"], r["unlearned"], r) for r in records]
-    if _audited(records):  # the original's audit is the same in every audited run's record
+    if _audited(records):  # the original's (and the oracle's) audit is the same in every audited run's record
         first = next(r["audit"] for r in records if "audit" in r)
         audits = [first["models"].get("original")] + [(r.get("audit") or {}).get("models", {}).get("unlearned") for r in records]
         rows = [row[:-1] + _audit_cells(a) + row[-1:] for row, a in zip(rows, audits)]
+        oracle = first["models"].get("oracle")
+        if oracle:
+            rows.append(["oracle"] + ["-"] * (len(COLUMNS) - 1) + _audit_cells(oracle) + [""])
     return rows
 
 
-def markdown_table(original: dict, records: Sequence[dict]) -> str:
-    columns = _columns(records)
-    head = ["method", *columns]
-    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] + ["---:"] * (len(columns) - 1) + ["---"]) + "|"]
-    lines += ["| " + " | ".join(r) + " |" for r in table_rows(original, records)]
-    return "\n".join(lines)
+def markdown_table(original: dict, records: Sequence[dict], original_label: str = "original") -> str:
+    """The table in Markdown; ``original_label`` names the first row (``previous`` for a model earlier requests changed)."""
+    return markdown_lines(["method", *_columns(records)], _relabel(table_rows(original, records), original_label), text_last=True)
 
 
-def text_table(original: dict, records: Sequence[dict]) -> str:
-    head = ["method", *_columns(records)]
-    rows = [head] + table_rows(original, records)
+def text_table(original: dict, records: Sequence[dict], original_label: str = "original") -> str:
+    """The table as aligned text (what the commands print); ``original_label`` names the first row."""
+    return aligned(["method", *_columns(records)], _relabel(table_rows(original, records), original_label), text_last=True)
+
+
+def _relabel(rows: list[list[str]], label: str) -> list[list[str]]:
+    return [[label, *rows[0][1:]], *rows[1:]]
+
+
+def markdown_lines(head: Sequence[str], rows: Sequence[Sequence[str]], text_last: bool = False) -> str:
+    """A Markdown table: the first column (and with ``text_last`` the last) left-aligned, the others right-aligned numbers."""
+    inner = len(head) - (2 if text_last else 1)
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] + ["---:"] * inner + (["---"] if text_last else [])) + "|"]
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
+
+
+def aligned(head: Sequence[str], rows: Sequence[Sequence[str]], text_last: bool = False) -> str:
+    """Rows as aligned text under ``head`` and a rule: the first column (and with ``text_last`` the last) left-aligned, the others right-aligned."""
+    rows = [list(head), *map(list, rows)]
     widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
-    fmt = lambda r: "  ".join(c.ljust(w) if i in (0, len(head) - 1) else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))  # noqa: E731
+    left = {0, len(head) - 1} if text_last else {0}
+    fmt = lambda r: "  ".join(c.ljust(w) if i in left else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))  # noqa: E731
     return "\n".join([fmt(rows[0]), "-" * (sum(widths) + 2 * (len(widths) - 1))] + [fmt(r).rstrip() for r in rows[1:]])
 
 
 table_columns = _columns  # the public name: the HTML report prints the same columns (ktmu.report.sections)
+format_value = _fmt  # public names for the other tables (ktmu.report.sequence): one number format, one "± interval" rule
+with_interval = _with_interval

@@ -6,6 +6,7 @@ A recipe has three parts (each file begins with a comment giving the command tha
     world: imgnetdogs
     level: difficult
     zero_shot: [stanford_cars, food101]    # names only; folders come from --zero-shot NAME=DIR
+    steps: [shirt, coat, sandal]           # ktmu sequence only: one request per step (a name, or a list of names)
     seed: 1
     train: both
     trainer:                               # TrainConfig fields (seed and workers are session keys)
@@ -63,10 +64,13 @@ class RecipeSession:
     eval_batch_size: int | None = field(default=None, metadata=in_range(ge=1))  # images per evaluation forward pass
     workers: int | None = field(default=None, metadata=in_range(ge=0))  # DataLoader worker processes
     device: str | None = None  # auto, cpu, cuda or cuda:N
-    # zero_shot is a session key too, a list of domain names, checked separately (it is not a scalar).
+    neighbours: int | None = field(default=None, metadata=in_range(ge=0))  # K neighbour exemplars per neighbour concept (0: retain-free)
+    neighbours_scope: str | None = None  # siblings (the forgotten concepts' siblings) or all (every kept fine concept)
+    # zero_shot and steps are session keys too, lists checked separately (they are not scalars).
 
 
-SESSION_KEYS: tuple[str, ...] = tuple(f.name for f in fields(RecipeSession)) + ("zero_shot",)
+LIST_KEYS = ("zero_shot", "steps")  # session keys whose values are lists
+SESSION_KEYS: tuple[str, ...] = tuple(f.name for f in fields(RecipeSession)) + LIST_KEYS
 
 
 @dataclass(frozen=True)
@@ -123,12 +127,22 @@ def _zero_shot(value: Any, path: Path) -> list[str]:
     return list(names)
 
 
+def _steps(value: Any, path: Path) -> list[list[str]]:
+    """A recipe's ``steps`` (``ktmu sequence``): a list of steps, each a concept name or a list of names."""
+    steps = value if isinstance(value, list) else None
+    out = [[s] if isinstance(s, str) else s for s in steps or []]
+    if not out or not all(isinstance(s, list) and s and all(isinstance(n, str) and n for n in s) for s in out):
+        raise RecipeError(f"{path}: steps must be a list of steps, each a concept name or a list of names (e.g. [shirt, coat, [sandal, bag]]), "
+                          f"got {value!r}.")
+    return out
+
+
 def _session(raw: dict, path: Path) -> dict[str, Any]:
     known = list(SESSION_KEYS + SECTIONS)
     for key in raw:
         if key.replace("-", "_").lower() not in SESSION_KEYS:  # the sections themselves were taken out, spelt exactly
             raise RecipeError(f"{path}: unknown top-level key {key!r}.{suggest(key, known)} A recipe's top level holds {', '.join(known)}.")
-    scalars = {k: v for k, v in raw.items() if k.replace("-", "_").lower() != "zero_shot"}
+    scalars = {k: v for k, v in raw.items() if k.replace("-", "_").lower() not in LIST_KEYS}
     try:
         out = cast_mapping(RecipeSession, scalars)
     except SettingsError as e:
@@ -143,6 +157,8 @@ def _session(raw: dict, path: Path) -> dict[str, Any]:
     for key, value in raw.items():
         if key.replace("-", "_").lower() == "zero_shot":
             out["zero_shot"] = _zero_shot(value, path)
+        elif key.replace("-", "_").lower() == "steps":
+            out["steps"] = _steps(value, path)  # read by ktmu sequence (cli/sequence.py), not a flag's default
     return out
 
 
@@ -209,7 +225,7 @@ def recipe_defaults(recipe: Recipe, command: str) -> dict[str, Any]:
     ``trainer_settings`` holds the trainer fields without a flag, ``recipe`` the recipe itself; for
     ``bench`` the recipe's ``methods:`` section is what runs (``methods``).
     """
-    defaults = {k: v for k, v in recipe.session.items() if v is not None}
+    defaults = {k: v for k, v in recipe.session.items() if v is not None and k != "steps"}  # steps: ktmu sequence reads the recipe
     defaults.update({k: v for k, v in recipe.trainer.items() if k in TRAINER_FLAGS})
     defaults["trainer_settings"] = {k: v for k, v in recipe.trainer.items() if k not in TRAINER_FLAGS}
     defaults["recipe"] = recipe
@@ -255,7 +271,8 @@ def recipe_record(recipe: Recipe | None, session: Mapping[str, Any], cfg: TrainC
         return None
     trainer = asdict(cfg)
     methods = {name: build_method(name, **h).hyperparameters() for name, h in hypers.items()}
-    changed = [k for k, v in recipe.session.items() if v is not None and session.get(k) != v]
+    # a command that runs no steps (all but ktmu sequence) leaves the recipe's steps unread, not overridden
+    changed = [k for k, v in recipe.session.items() if v is not None and session.get(k) != v and not (k == "steps" and session.get(k) is None)]
     changed += [f"trainer.{k}" for k, v in recipe.trainer.items() if trainer.get(k) != v]
     changed += [f"methods.{m}.{k}" for m in methods for k, v in recipe.methods.get(m, {}).items() if methods[m].get(k) != v]
     return {"path": str(recipe.path), "absolute_path": str(recipe.path.resolve()), "sha256": recipe.sha256, "file": recipe.values(),

@@ -21,7 +21,8 @@ from ktmu.workflows.session import RuntimeOptions, Session
 
 def bench_run_key(request: Mapping[str, Any], model: str, world: str, data: Mapping[str, str], zero_shot: Sequence[str] | None,
                   max_per_concept: int, seed: int, runtime: RuntimeOptions, set_items: Sequence[str], cfg: TrainConfig,
-                  recipe_methods: Mapping[str, Mapping[str, Any]] | None = None, audit: bool = False, seeds: int = 1) -> dict[str, Any]:
+                  recipe_methods: Mapping[str, Mapping[str, Any]] | None = None, audit: bool | Mapping[str, Any] = False, seeds: int = 1,
+                  neighbours: int = 0, neighbours_scope: str = "siblings") -> dict[str, Any]:
     """The settings that make a bench in ``--out`` the same bench: equal keys resume, different keys are refused.
 
     ``request``: :meth:`UnlearningRequest.describe`; ``data``: the world loader's options;
@@ -34,11 +35,31 @@ def bench_run_key(request: Mapping[str, Any], model: str, world: str, data: Mapp
                            "set": list(set_items), "lr": cfg.lr, "epochs": cfg.epochs, "batch_size": cfg.batch_size}
     if recipe_methods is not None:
         key["recipe_methods"] = {k: dict(v) for k, v in recipe_methods.items()}
-    if audit:  # audited rows are another bench (their records carry the audit)
-        key["audit"] = True
+    if audit:  # audited rows are another bench (their records carry the audit; with an oracle, rows against it)
+        key["audit"] = dict(audit) if isinstance(audit, Mapping) else True
     if seeds > 1:  # rows over several seeds are another bench
         key["seeds"] = seeds
+    if neighbours > 0:  # rows that learned from neighbour exemplars are another bench
+        key["neighbours"] = {"k": neighbours, "scope": neighbours_scope}
     return key
+
+
+def bench_methods(requested: Sequence[str] | None, neighbours: int) -> tuple[list[str], list[str]]:
+    """The methods a bench runs, and the registered ones it leaves out because they need neighbour exemplars it does not have.
+
+    ``requested`` (``--methods`` or a recipe's): run as given, but a method that needs neighbours
+    is refused with ``neighbours == 0``. None: every registered method that can run.
+    """
+    from ktmu.engine.trainer import check_neighbours
+    from ktmu.methods import METHODS
+
+    if requested:
+        for name in requested:
+            check_neighbours(METHODS.get(name), neighbours)
+        return list(requested), []
+    names = METHODS.names()
+    runnable = [n for n in names if neighbours > 0 or not METHODS.get(n).needs_neighbours]
+    return runnable, [n for n in names if n not in runnable]
 
 
 def run_bench(store: BenchStore, session: Session, train: ConceptDataset, methods: Sequence[str], cfg: TrainConfig,

@@ -25,6 +25,32 @@ def _method_key(name: str, cfg: TrainConfig) -> dict[str, Any]:
     return {"method": name, "train": asdict(cfg) | {"workers": None}}  # worker count does not change results
 
 
+def open_manifest(root: Path, manifest: str, key: dict[str, Any], what: str, overwrite: bool = False, resume: bool = False,
+                  write: bool = True) -> bool:
+    """Check an --out folder that keeps a resumable run (a bench, a sequence) before any compute; True when it resumes one.
+
+    ``root/manifest`` holds the ``run_key`` of the run that began there: an equal ``key`` resumes it,
+    another is refused naming the settings that differ. Without a manifest the folder must be new or
+    empty (or ``overwrite``: ktmu's earlier outputs are cleared), and ``resume`` is refused.
+    """
+    path = root / manifest
+    if path.is_file() and not overwrite:
+        try:
+            old = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise OutputError(f"{path} is unreadable ({e}); use --overwrite to start the {what} over.") from e
+        if old.get("run_key") != key:
+            differ = sorted(k for k in set(key) | set(old.get("run_key", {})) if key.get(k) != old.get("run_key", {}).get(k))
+            raise OutputError(f"{root} holds a {what} with other settings ({', '.join(differ)} differ); "
+                              "use another --out, or --overwrite to replace it.")
+        return True
+    if resume and not path.is_file():
+        raise OutputError(f"--resume: {root} holds no interrupted {what} ({manifest} is missing); run without --resume.")
+    if write:
+        prepare_out_dir(root, overwrite=overwrite, resume=False)
+    return False
+
+
 @dataclass
 class BenchStore:
     """The output folder of one bench run."""
@@ -40,24 +66,11 @@ class BenchStore:
              write: bool = True) -> "BenchStore":
         """Check ``out`` before any compute: resume a matching partial bench, or start a new one where allowed."""
         root = Path(out)
-        manifest = root / MANIFEST
         key = json.loads(dumps_json(run_key))  # as it reads back from the strict JSON written
-        if manifest.is_file() and not overwrite:
-            try:
-                old = json.loads(manifest.read_text())
-            except (OSError, json.JSONDecodeError) as e:
-                raise OutputError(f"{manifest} is unreadable ({e}); use --overwrite to start the bench over.") from e
-            if old.get("run_key") != key:
-                differ = sorted(k for k in set(key) | set(old.get("run_key", {})) if key.get(k) != old.get("run_key", {}).get(k))
-                raise OutputError(f"{root} holds a bench with other settings ({', '.join(differ)} differ); "
-                                  "use another --out, or --overwrite to replace it.")
+        if open_manifest(root, MANIFEST, key, "bench", overwrite=overwrite, resume=resume, write=write):
             store = cls(root, key, write)
             store.done = [m for m in methods if (root / METHODS_DIR / f"{m}.json").is_file()]
             return store
-        if resume and not manifest.is_file():
-            raise OutputError(f"--resume: {root} holds no interrupted bench ({MANIFEST} is missing); run without --resume.")
-        if write:
-            prepare_out_dir(root, overwrite=overwrite, resume=False)
         return cls(root, key, write, methods=list(methods))
 
     def load(self, name: str, cfg: TrainConfig) -> dict | None:

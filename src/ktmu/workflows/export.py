@@ -16,13 +16,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from ktmu.backbones.export import check_format, describe_files, export_backbone, read_export_record
+from ktmu.backbones.export import KTMU_WEIGHTS, check_format, describe_files, export_backbone, read_export_record
+from ktmu.engine.ledger import Ledger, checkpoint_of, ledger_metadata, write_sidecar
 from ktmu.errors import KtmuError
 from ktmu.outputs import write_json_atomic, write_text_atomic
+from ktmu.workflows.lineage import read_model_ledger
 from ktmu.workflows.model_card import model_card
 
 FOLDER_MODE = 0o755  # rwxr-xr-x, like the files' 0644 (ktmu.outputs.FILE_MODE)
 RECORD = "ktmu_export.json"  # marks a folder as a ktmu export: only such a folder is replaced by --overwrite
+LEDGER_FILE = "ktmu_ledger.json"  # the exported checkpoint's ledger, for the formats whose weights carry no ktmu metadata
 
 
 class ExportRunError(KtmuError, ValueError):
@@ -37,12 +40,6 @@ class Exported:
     format: str
     record: dict
     seconds: float
-
-
-def checkpoint_of(spec: str) -> Path | None:
-    """The ``.safetensors`` checkpoint a spec loads on top of its architecture (``mini-clip:X``, ``hf:DIR:X``, ...), if any."""
-    tail = spec.rpartition(":")[2]
-    return Path(tail) if tail.endswith(".safetensors") else None
 
 
 def find_results(spec: str, results: str | Path | None) -> tuple[dict | None, Path | None]:
@@ -100,6 +97,7 @@ def export_model(spec: str, out: str | Path, fmt: str = "auto", results: str | P
     out = Path(out)
     chosen = check_format(spec, fmt)
     prepare_export_dir(out, overwrite)
+    ledger = read_model_ledger(spec)  # the checkpoint's history travels with the export (in its weights where ktmu writes them)
     results_path = None
     if record is None:
         record, results_path = find_results(spec, results)
@@ -107,13 +105,15 @@ def export_model(spec: str, out: str | Path, fmt: str = "auto", results: str | P
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     try:
-        export = export_backbone(backbone, spec, tmp, chosen)
+        export = export_backbone(backbone, spec, tmp, chosen, ledger_metadata(ledger))
+        _write_ledger(tmp, chosen, ledger)
         export.update(spec=spec, results=str(results_path) if results_path else None,
                       card_from=str(results_path) if results_path else ("the unlearn run's record" if record else None))
         card = model_card(record or {}, export, command or command_line()) if record else _bare_card(spec, export, command or command_line())
         write_text_atomic(tmp / "README.md", card)
         entry = {**export, "files": describe_files(tmp), "command": command or command_line(), "ktmu_version": _version(),
-                 "method": (record or {}).get("method"), "request": (record or {}).get("request")}
+                 "method": (record or {}).get("method"), "request": (record or {}).get("request"),
+                 **({"ledger": ledger.to_json()} if not ledger.empty else {})}
         write_json_atomic(tmp / RECORD, entry)
         os.chmod(tmp, FOLDER_MODE)  # mkdtemp's folder is private (0700); an export is an ordinary folder
         if out.exists():
@@ -123,6 +123,16 @@ def export_model(spec: str, out: str | Path, fmt: str = "auto", results: str | P
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return Exported(out, chosen, entry, time.perf_counter() - t0)
+
+
+def _write_ledger(folder: Path, fmt: str, ledger: Ledger) -> None:
+    """The ledger as JSON in an export: the weights' sidecar for the ktmu format (it then loads with its ledger), else ktmu_ledger.json."""
+    if ledger.empty:
+        return
+    if fmt == "ktmu":
+        write_sidecar(folder / KTMU_WEIGHTS, ledger)
+    else:
+        write_json_atomic(folder / LEDGER_FILE, ledger.to_json())
 
 
 def _version() -> str:

@@ -109,6 +109,25 @@ def _method(record: Mapping) -> list[str]:
     return lines
 
 
+def _history(record: Mapping) -> list[str]:
+    """The checkpoint's ledger (the requests applied to it, oldest first) and its cumulative scores against the base model."""
+    ledger = record.get("ledger") or {}
+    requests = ledger.get("requests") or []
+    base = ledger.get("base") or {}
+    lines = [f"This checkpoint was unlearned {len(requests)} times in turn, each request from the checkpoint the one before wrote, "
+             f"starting from `{base.get('spec', '?')}` (weights sha256 `{str(base.get('sha256', '?'))[:12]}...`):"]
+    lines += [f"{i}. {', '.join(r.get('concepts') or ['?'])} ({r.get('goal', '?')}) with `{r.get('method', '?')}`, seed {r.get('seed', '?')}, "
+              f"{r.get('forget_set_size', '?')} forget-set images" + (f", {r['date']}" if r.get("date") else "") for i, r in enumerate(requests, 1)]
+    cum = record.get("cumulative")
+    if cum:
+        mean = {**cum, **(cum.get("mean") or {})}
+        per = ", ".join(f"{c} {fmt(v['unlearned'])} % (was {fmt(v['base'])} %)" for c, v in (cum.get("concepts") or {}).items())
+        lines.append(f"\nAgainst the base model, every request together: Quality {fmt(mean.get('quality'))}, Utility "
+                     f"{fmt(mean.get('utility'))}, Q-U {fmt(mean.get('qu'))}, zero-shot {fmt(mean.get('zero_shot', cum['unlearned'].get('zero_shot')))} "
+                     f"({fmt(mean.get('zero_shot_drop'))} points below the base); D_f accuracy of each forgotten concept: {per}.")
+    return lines
+
+
 def _metrics(record: Mapping) -> list[str]:
     original, unlearned = record.get("original") or {}, record.get("unlearned") or {}
     intervals = record.get("interval") if isinstance(record.get("interval"), Mapping) else {}
@@ -194,6 +213,7 @@ def model_card(record: Mapping, export: Mapping, export_command: str, title: str
         "## Results", "ktmu's evaluation on the world's test split (D_f: test images of the forgotten concepts; D_r: all others; "
                       "zero-shot: a domain the request does not touch). Definitions: `ktmu report` pages, or the ktmu README.",
         _metrics(record),
+        *(("## History", _history(record)) if len((record.get("ledger") or {}).get("requests") or []) > 1 else ()),
         "## Audit: is the knowledge gone?", _audit(record),
         "## How to load", load_section(export),
         "## Provenance",

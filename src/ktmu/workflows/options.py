@@ -58,12 +58,20 @@ def data_options(world: str, data_root: str | None = None, hierarchy: str | None
 
 def plan_run(world: str = "fashion", model: str = "mini-clip", level: str = DEFAULT_LEVEL, forget: Sequence[str] | None = None,
              goal: str = "fine", max_per_concept: int = MAX_PER_CONCEPT, data_root: str | None = None, hierarchy: str | None = None,
-             zero_shot: Sequence[str] | None = None, evaluate: bool = True) -> Plan:
-    """:func:`ktmu.workflows.session.plan_session` after checking the forget-set size and the world's data options."""
+             zero_shot: Sequence[str] | None = None, evaluate: bool = True, force: bool = False, history: bool = True) -> Plan:
+    """:func:`ktmu.workflows.session.plan_session` after checking the forget-set size and the world's data options.
+
+    ``force``: forget again a concept the ``model`` checkpoint's ledger already holds (``--force``).
+    ``history=False`` plans the request as named, whatever ``model``'s ledger holds (``ktmu audit``:
+    the request names what was forgotten, not what to forget next).
+    """
+    from ktmu.engine.ledger import Ledger
+
     if max_per_concept < 1:
         raise UsageError("--max-per-concept must be at least 1.")
     return plan_session(forget=forget, goal=goal, world=world, model=model, level=level, evaluate=evaluate,
-                        data_options=data_options(world, data_root, hierarchy), zero_shot=zero_shot)
+                        data_options=data_options(world, data_root, hierarchy), zero_shot=zero_shot, force=force,
+                        ledger=None if history else Ledger())
 
 
 def train_config(lr: float | None = None, epochs: int | None = None, seed: int = 0, batch_size: int = 32, workers: int = 0,

@@ -1,7 +1,10 @@
 """Request -> forget set -> unlearning -> evaluation: the pieces ``ktmu unlearn``/``bench``/``demo`` share.
 
 Everything that can be checked without the model is checked first (world, level, concepts, goal,
-that the test split covers the request, the zero-shot domains); only then is the model loaded.
+that the test split covers the request, the zero-shot domains, the ledger of a ``--model``
+checkpoint); only then is the model loaded. A checkpoint whose ledger holds earlier requests
+(:mod:`ktmu.engine.ledger`) keeps their concepts forgotten and is also scored against its base model
+(:mod:`ktmu.workflows.lineage`).
 """
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ from ktmu.data import ConceptDataset, load_dataset
 from ktmu.data.domains import DomainChoice, parse_zero_shot
 from ktmu.evaluation.zero_shot import WorldEval
 from ktmu.engine.forget_set import ForgetSet
+from ktmu.engine.neighbours import NeighbourSet, neighbour_indices
 from ktmu.methods import UnlearningMethod, build_method
 from ktmu.evaluation.flags import flags_for, unknown_concept_reasons, weights_changed
 from ktmu.evaluation.metrics import run_summary
@@ -29,6 +33,9 @@ from ktmu.evaluation.records import RunRecord
 from ktmu.engine.config import TrainConfig
 from ktmu.engine.reference import Reference, compute_reference, reads_reference
 from ktmu.engine.trainer import unlearn
+from ktmu.engine.ledger import Ledger
+from ktmu.workflows.lineage import (BasePredictions, History, check_original_spec, check_weights, cumulative_record, ledger_request,
+                                    open_history, read_model_ledger, save_checkpoint)
 
 DEFAULT_LEVEL = "difficult"
 
@@ -64,17 +71,36 @@ class Session:
     notes: list[str] = field(default_factory=list)  # said once to the user (e.g. the zero-shot default)
     _reference: Reference | None = None
     original_eval: WorldEval | None = None  # the original's per-image test predictions (for bootstrap intervals)
+    history: History = field(default_factory=History)  # the model's ledger; with earlier requests, the base model and its scores
+    level: str | None = None  # the world's named request the concepts came from, or None for --forget names
+    neighbours: NeighbourSet | None = None  # the neighbour exemplars (--neighbours K > 0), drawn with the seed
+    neighbour_k: int = 0  # K: neighbour images per neighbour concept (0: the study's retain-free protocol)
+    neighbour_scope: str = "siblings"  # which kept concepts: the forgotten ones' siblings, or all
 
     def reference_for(self, method: UnlearningMethod) -> Reference | None:
-        """The original's forget-set outputs when ``method`` reads them (logits or features), else None."""
+        """The original's forget-set (and neighbour) outputs when ``method`` reads them (logits or features), else None."""
         return self.reference() if reads_reference(method) else None
 
     def reference(self) -> Reference:
-        """The original model's forget-set outputs, computed on first use and reused by every method."""
+        """The original model's forget-set and neighbour outputs, computed on first use and reused by every method."""
         if self._reference is None:
             self.backbone.load_trainable(self.original_state)
-            self._reference = compute_reference(self.backbone, self.forget, self.world, workers=self.runtime.workers)
+            self._reference = compute_reference(self.backbone, self.forget, self.world, workers=self.runtime.workers,
+                                                neighbours=self.neighbours)
         return self._reference
+
+    def neighbour_record(self) -> dict:
+        """What results.json records of the neighbours: K, the scope and, when drawn, the seed, the count and the sha256 of the image list."""
+        if self.neighbours is None:
+            return {"k": 0, "scope": self.neighbour_scope}
+        return self.neighbours.record()
+
+    def draw_neighbours(self, train: ConceptDataset, seed: int) -> NeighbourSet | None:
+        """This session's neighbour setting drawn with ``seed`` (None for K = 0)."""
+        if self.neighbour_k == 0:
+            return None
+        return NeighbourSet.from_request(self.request, train, self.backbone.preprocess, self.neighbour_k, self.neighbour_scope, seed,
+                                         self.max_per_concept)
 
 
 def level_request(world: Hierarchy, level: str) -> list[str]:
@@ -95,6 +121,9 @@ class Plan:
     request: UnlearningRequest
     domains: list[DomainChoice]
     notes: list[str]
+    ledger: Ledger = field(default_factory=Ledger)  # the --model checkpoint's ledger (empty for a model no request changed)
+    level: str | None = None  # the world's named request the concepts came from, or None for --forget names
+    cumulative: bool = False  # score against the base model even with an empty ledger (the first step of a sequence)
 
 
 def plan_session(
@@ -106,19 +135,32 @@ def plan_session(
     evaluate: bool = True,
     data_options: dict | None = None,
     zero_shot: Sequence[str] | None = None,
+    force: bool = False,
+    ledger: Ledger | None = None,
+    cumulative: bool = False,
 ) -> Plan:
-    """Load the world's splits, resolve the request and the zero-shot domains; no model is touched."""
+    """Load the world's splits, resolve the request and the zero-shot domains; no model is touched.
+
+    ``ledger``: the history of the model the request runs on (None: read from ``model``'s
+    checkpoint); its concepts on this world stay forgotten, and naming one of them again needs
+    ``force`` (:func:`ktmu.workflows.lineage.ledger_request`). ``cumulative``: see :class:`Plan`.
+    """
     opts = data_options or {}
     train = load_dataset(world, "train", **opts)
     names = list(forget) if forget else level_request(train.hierarchy, level)
-    request = UnlearningRequest.parse(train.hierarchy, names, goal)
+    ledger = read_model_ledger(model) if ledger is None else ledger
+    request = ledger_request(ledger, train.hierarchy, names, goal, force)
     test, domains, notes = None, [], []
+    others = ledger.other_worlds(train.hierarchy.name)
+    if others:
+        notes.append(f"note: the model's ledger also holds requests on world(s) {', '.join(others)}; this run on {train.hierarchy.name} "
+                     "neither keeps their concepts among the forgotten classes nor scores them.")
     if evaluate:
         test = load_dataset(world, "test", **opts)
         check_test_covers_request(request, test)
         domains, note = parse_zero_shot(zero_shot, model, world)
         notes += [note] if note else []
-    return Plan(train, test, request, domains, notes)
+    return Plan(train, test, request, domains, notes, ledger, None if forget else level, cumulative)
 
 
 def open_session(
@@ -136,47 +178,78 @@ def open_session(
     zero_shot: Sequence[str] | None = None,
     runtime: RuntimeOptions | None = None,
     plan: Plan | None = None,
+    backbone: Backbone | None = None,
+    original: str | None = None,
+    bases: dict[str, BasePredictions] | None = None,
+    evaluator: UnlearningEvaluator | None = None,
+    neighbours: int = 0,
+    neighbours_scope: str = "siblings",
 ) -> Session:
     """Check the request, then load the model and score the original (``forget=None`` -> the level's request).
 
     ``evaluate=False`` loads no test data at all (for tuning on forget-set data only).
     ``data_options`` go to the world's dataset loader (e.g. ``{"root": DIR, "hierarchy": FILE}``
     for ``jsonl`` and ``imagefolder`` worlds). ``zero_shot``: ``--zero-shot`` entries (None = the
-    default for the backbone, see :func:`ktmu.data.domains.parse_zero_shot`).
+    default for the backbone, see :func:`ktmu.data.domains.parse_zero_shot`). ``neighbours``: K
+    neighbour exemplars per neighbour concept (``neighbours_scope``; :mod:`ktmu.engine.neighbours`),
+    checked before the model loads.
+
+    ``backbone``: the model ``model`` names, already loaded; ``evaluator``: one of an earlier session
+    on the same plan's test split and domains (a sequence's next step reuses both). When the
+    checkpoint's ledger holds earlier requests, the base model it names (or ``original``) is loaded
+    once to score against; ``bases`` keeps base predictions for later sessions
+    (:func:`ktmu.workflows.lineage.open_history`).
     """
     rt = runtime or RuntimeOptions(device=device)
-    plan = plan or plan_session(forget, goal, world, model, level, evaluate, data_options, zero_shot)
-    backbone = load_backbone(model, device=rt.device, precision=rt.precision)
+    plan = plan or plan_session(forget, goal, world, model, level, evaluate, data_options, zero_shot, force=rt.force)
+    check_original_spec(plan.ledger, original, model)
+    neighbour_indices(plan.request, plan.train, neighbours, neighbours_scope, seed, max_per_concept)  # too many, or no siblings: say so now
+    if backbone is None:
+        backbone = load_backbone(model, device=rt.device, precision=rt.precision)
     backbone.set_trainable(rt.train)
     if rt.grad_checkpointing:
         backbone.set_grad_checkpointing(True)
+    check_weights(plan.ledger, backbone, model)
     if rt.compile:
         backbone.compile(rt.compile)
     forget_set = ForgetSet.from_request(plan.request, plan.train, backbone.preprocess, max_per_concept, seed, progress=progress)
-    evaluator, original_scores = None, None
-    if evaluate and plan.test is not None:
-        others = [(c.domain.open(c.root), c.domain.templates) for c in plan.domains]
-        evaluator = UnlearningEvaluator(plan.request, plan.test, others, backbone.preprocess, progress=progress,
-                                        batch_size=rt.eval_batch_size, workers=rt.workers)
+    original_scores = None
+    if not evaluate or plan.test is None:
+        evaluator = None
+    else:
+        evaluator = evaluator.with_request(plan.request) if evaluator is not None else plan_evaluator(plan, backbone, rt, progress)
         original_scores = evaluator.evaluate(backbone)
         unknown = unknown_concept_reasons(original_scores, plan.request.goal)
         if unknown and not rt.force:
             raise RequestError("; ".join(unknown) + ". Unlearning a concept the model never knew measures nothing: "
                                "pick a concept it knows, or add --force to run anyway (the results are then flagged).")
-    return Session(backbone, plan.train.hierarchy, plan.request, forget_set, evaluator, backbone.copy_trainable(), original_scores,
-                   max_per_concept, seed, rt, list(plan.notes), original_eval=evaluator.last if evaluator is not None else None)
+    history = open_history(plan.ledger, model, backbone, plan.request, evaluator, rt, plan.cumulative, original, bases)
+    session = Session(backbone, plan.train.hierarchy, plan.request, forget_set, evaluator, backbone.copy_trainable(), original_scores,
+                      max_per_concept, seed, rt, list(plan.notes), original_eval=evaluator.last if evaluator is not None else None,
+                      history=history, level=plan.level, neighbour_k=neighbours, neighbour_scope=neighbours_scope)
+    session.neighbours = session.draw_neighbours(plan.train, seed)
+    return session
+
+
+def plan_evaluator(plan: Plan, backbone: Backbone, rt: RuntimeOptions, progress: bool = True) -> UnlearningEvaluator:
+    """The evaluator of a plan's request: its test split and zero-shot domains, preprocessed for ``backbone``."""
+    others = [(c.domain.open(c.root), c.domain.templates) for c in plan.domains]
+    return UnlearningEvaluator(plan.request, plan.test, others, backbone.preprocess, progress=progress, batch_size=rt.eval_batch_size,
+                               workers=rt.workers)
 
 
 def reseed(session: Session, train: ConceptDataset, seed: int) -> Session:
     """The same session (model, original, evaluator) with the forget set drawn with another seed.
 
-    Shares every loaded piece with ``session``; only the forget set, the seed and the cached
-    reference outputs (which depend on the forget set) are new.
+    Shares every loaded piece with ``session``; only the forget set, the neighbours, the seed and
+    the cached reference outputs (which depend on both) are new.
     """
     if seed == session.seed:
         return session
     forget = ForgetSet.from_request(session.request, train, session.backbone.preprocess, session.max_per_concept, seed, progress=False)
-    return replace(session, forget=forget, seed=seed, _reference=None)
+    out = replace(session, forget=forget, seed=seed, _reference=None)
+    out.neighbours = out.draw_neighbours(train, seed)
+    return out
 
 
 def run_method(session: Session, method: str, train_cfg: TrainConfig | None = None, progress: bool = True, **hyper) -> dict:
@@ -188,14 +261,15 @@ def run_method(session: Session, method: str, train_cfg: TrainConfig | None = No
     reference = session.reference_for(m)
     session.backbone.load_trainable(session.original_state)
     t0 = time.time()
-    log = unlearn(session.backbone, m, session.forget, session.world, cfg, progress=progress, original=session.original_state, reference=reference)
+    log = unlearn(session.backbone, m, session.forget, session.world, cfg, progress=progress, original=session.original_state, reference=reference,
+                  neighbours=session.neighbours)
     train_seconds = time.time() - t0
     scores = session.evaluator.evaluate(session.backbone)
     goal = session.request.goal
     summary = run_summary(session.original_scores, scores, goal, scores["n_fine"], scores["n_coarse"])
     change = weights_changed(session.original_state, dict(session.backbone.named_trainable_parameters()))
     flags = flags_for(session.original_scores, scores, goal, change)
-    record = RunRecord(
+    record: dict = RunRecord(
         method=m.name,
         request={**session.request.describe(), "forget_set_size": len(session.forget), "max_per_concept": session.max_per_concept},
         original=session.original_scores,
@@ -205,7 +279,7 @@ def run_method(session: Session, method: str, train_cfg: TrainConfig | None = No
         config={
             "model": session.backbone.name,
             "method": m.hyperparameters(),
-            "train": {**asdict(cfg), "lr": log.lr, "epochs": len(log.epochs)},
+            "train": {**asdict(cfg), "lr": log.lr, "epochs": len(log.epochs), "selection": log.selection},
             "runtime": asdict(session.runtime),
             "selected_epoch": log.selected_epoch,
             "selection_rule": log.selection_rule,
@@ -217,12 +291,17 @@ def run_method(session: Session, method: str, train_cfg: TrainConfig | None = No
         git_commit=git_commit(),
         versions=versions(),
         flags=flags.record(),
-    )
-    return record.to_json()
+        neighbours=session.neighbour_record(),
+    ).to_json()
+    if session.history.cumulative is not None:  # a model earlier requests changed: this run against the base model too
+        record["cumulative"] = cumulative_record(session.history, session.evaluator.last, session.evaluator.last_others, session.seed)
+    return record
 
 
 def save_unlearned(session: Session, out_dir: str | Path, record: dict) -> Path:
-    """Write the current (unlearned) weights as safetensors next to results.json."""
+    """Write the current (unlearned) weights as safetensors next to results.json, with their ledger (also in ``record["ledger"]``)."""
     path = Path(out_dir) / "model.safetensors"
-    session.backbone.save_weights(path, metadata={"format": "ktmu-unlearned", "method": record["method"], "concepts": ",".join(session.request.concepts)})
+    ledger = save_checkpoint(session, path, record, {"format": "ktmu-unlearned", "method": record["method"],
+                                                     "concepts": ",".join(session.request.concepts)})
+    record["ledger"] = ledger.to_json()
     return path

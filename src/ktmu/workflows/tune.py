@@ -36,7 +36,7 @@ def tune_lr(session: Session, method: str, lrs: Sequence[float] = DEFAULT_LRS, e
         reference = session.reference_for(m)
         session.backbone.load_trainable(session.original_state)
         log = unlearn(session.backbone, m, session.forget, session.world, TrainConfig(lr=lr, epochs=epochs, seed=session.seed, workers=session.runtime.workers),
-                      progress=progress, original=session.original_state, reference=reference)
+                      progress=progress, original=session.original_state, reference=reference, neighbours=session.neighbours)
         best = log.epochs[log.selected_epoch - 1]
         rows.append(TuneRow(lr, log.selected_epoch, best["selection_score"], best["forget_train_coarse_acc"]))
     session.backbone.load_trainable(session.original_state)
