@@ -39,6 +39,7 @@ from ktmu.concepts import Hierarchy
 from ktmu.data import ArrayDataset, ConceptDataset, load_dataset
 from ktmu.engine.config import TrainConfig
 from ktmu.engine.forget_set import ForgetSet
+from ktmu.engine.neighbours import NeighbourSet
 from ktmu.engine.reference import Reference, compute_reference
 from ktmu.engine.request import UnlearningRequest
 from ktmu.engine.trainer import unlearn
@@ -84,9 +85,31 @@ class _PlainCE(UnlearningMethod):
         return {"loss": cross_entropy(batch.fine_logits, batch.fine_target).mean()}
 
 
+class _PlainCENeighbours(_PlainCE):
+    """Plain fine-tuning on the forget batch and the step's neighbour images: the yardstick of methods that read neighbours
+    (their step encodes those images too, so a fair yardstick does the same)."""
+
+    name = "plain-ce+neighbours"
+    needs_neighbours = True
+
+    def loss(self, batch: Batch) -> dict[str, torch.Tensor]:
+        nb = batch.neighbours
+        logits, target = torch.cat([batch.fine_logits, nb.fine_logits]), torch.cat([batch.fine_target, nb.fine_target])
+        return {"loss": cross_entropy(logits, target).mean()}
+
+
+YARDSTICKS = {"plain-ce": _PlainCE, "plain-ce+neighbours": _PlainCENeighbours}
+PERF_NEIGHBOURS = 16  # K neighbour images per neighbour concept for the methods that read them (the recipes' --neighbours 16)
+
+
 def method_named(name: str) -> UnlearningMethod:
-    """A registered method, or the plain cross-entropy yardstick for ``plain-ce``."""
-    return _PlainCE() if name == "plain-ce" else build_method(name)
+    """A registered method, or a plain cross-entropy yardstick (``plain-ce``, ``plain-ce+neighbours``)."""
+    return YARDSTICKS[name]() if name in YARDSTICKS else build_method(name)
+
+
+def yardstick(method: str) -> str:
+    """The plain step ``method``'s step_ratio is measured against: with the neighbour images when the method reads them."""
+    return "plain-ce+neighbours" if method_named(method).needs_neighbours else "plain-ce"
 
 
 @dataclass
@@ -101,6 +124,7 @@ class Bench:
     evalset: ConceptDataset
     original: dict[str, torch.Tensor]
     reference: Reference
+    neighbours: NeighbourSet | None = None  # PERF_NEIGHBOURS per neighbour concept, for the methods that read them
     notes: list[str] = field(default_factory=list)  # said once with the results (e.g. what a baseline could not time)
     study: object | None = None  # perf_parts.StudyBaseline once --baseline study has built it
 
@@ -115,7 +139,7 @@ class Bench:
         """The trainer's seconds (steps, scoring, reference, ..., total) of one run of ``method`` from the original weights."""
         self.backbone.load_trainable(self.original)
         log = unlearn(self.backbone, method_named(method), self.forget, self.world, cfg or self.config(), progress=False,
-                      original=self.original, reference=self.reference if shared_reference else None)
+                      original=self.original, reference=self.reference if shared_reference else None, neighbours=self.neighbours)
         return log.seconds
 
     def timed_run(self, method: str, cfg: TrainConfig | None = None, shared_reference: bool = True) -> tuple[TrainerClock, float, dict]:
@@ -161,9 +185,12 @@ def setup(opts: PerfOptions) -> Bench:
         request = UnlearningRequest.parse(world, ["class 0"])
         evalset = synthetic_split(world, opts.images, size, seed=1)
     forget = ForgetSet.from_request(request, train, backbone.preprocess, max_per_concept=n_forget)
+    methods = opts.methods or METHODS.names()
+    neighbours = (NeighbourSet.from_request(request, train, backbone.preprocess, PERF_NEIGHBOURS)
+                  if any(METHODS.get(m).needs_neighbours for m in methods) else None)
     original = backbone.copy_trainable()
-    reference = compute_reference(backbone, forget, world, workers=rt.workers)
-    return Bench(opts, rt, backbone, world, forget, evalset, original, reference)
+    reference = compute_reference(backbone, forget, world, workers=rt.workers, neighbours=neighbours)
+    return Bench(opts, rt, backbone, world, forget, evalset, original, reference, neighbours)
 
 
 def load_average() -> float | None:
@@ -233,6 +260,10 @@ def format_perf(r: dict) -> str:
              f"plain cross-entropy step: {r['step_seconds']['plain-ce'] * 1000:.1f} ms",
              "step_ratio (method step / plain step, median of rounds): " + _fmt_ratios(r["step_ratio"]),
              f"  worst {max(r['step_ratio'].values()):.2f}; widest spread {_widest(r['step_ratio_spread'])}"]
+    near = [m for m, y in r.get("step_ratio_yardstick", {}).items() if y != "plain-ce"]
+    if near:
+        lines.append(f"  {', '.join(near)}: against a plain step on the same forget and neighbour images "
+                     f"({r['step_seconds']['plain-ce+neighbours'] * 1000:.1f} ms)")
     for name, v in r.get("variants", {}).items():
         extra = f", compiling {v['compile_seconds']:.1f} s (not in the step)" if v.get("compile_seconds") is not None else ""
         mfu = f", MFU {100 * v['mfu']:.1f} %" if v.get("mfu") else ""

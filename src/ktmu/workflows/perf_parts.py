@@ -14,7 +14,7 @@ from ktmu.engine.trainer import StepInputs
 from ktmu.evaluation.zero_shot import ZeroShotEvaluator
 from ktmu.methods import METHODS
 from ktmu.prompts import eval_templates, train_templates
-from ktmu.workflows.perf import Bench, method_named
+from ktmu.workflows.perf import Bench, method_named, yardstick
 from ktmu.workflows.perf_timing import Config, applied, base_config, interleaved, median, summary, variant_configs
 from ktmu.workflows.perf_world import count_flops, device_peak
 from ktmu.workflows.study_loop import (StudyLoop, fp32, frozen_copy, study_tests_per_run, study_tests_seconds)
@@ -36,9 +36,14 @@ def _study(bench: Bench, methods: list[str]) -> StudyBaseline:
     backbone = bench.backbone
     backbone.load_trainable(bench.original)
     original = frozen_copy(backbone)
-    if not backbone.text_trainable:
+    text = [p.requires_grad for n, p in backbone.model.named_parameters() if n.startswith(backbone.towers.get("text", ()))]
+    if not any(text):
         bench.notes.append(f"--baseline study: {backbone.name} trains no text weight here, so the study's gradient through the text tower "
                            "does not apply; its per-step text encoding (every prompt, full context, no cache) is timed as it runs")
+    elif not all(text):
+        bench.notes.append(f"--baseline study: {backbone.name} trains only {sum(text)} of its text tower's {len(text)} weight tensors (the rest "
+                           "is frozen, e.g. mini-clip's MiniLM), so the study's gradient runs through the trainable part only; every prompt "
+                           "still goes through the whole text tower at full context each step, with no cache, as in the study")
     loops = {m: StudyLoop(backbone, original, method_named(m), bench.forget, bench.world, lr=1e-7, batch_size=bench.opts.batch_size,
                           workers=bench.runtime.workers) for m in methods}
     prompts = [t.format(n) for t in train_templates(bench.world)[:1] for n in (*bench.world.fine_names, *bench.world.coarse_names)]
@@ -82,33 +87,40 @@ def steps_part(bench: Bench, progress: bool) -> dict:
     base = base_config(rt.precision)
     configs = variant_configs(base, opts.variants, opts.precisions, rt.compile, bench.device)
     totals: dict = {}
-    cells = {("base", m): _ktmu_cell(bench, base, m, totals) for m in ("plain-ce", *methods)}
+    sticks = {m: yardstick(m) for m in methods}
+    plains = sorted(set(sticks.values()) | {"plain-ce"}, key=len)
+    cells = {("base", m): _ktmu_cell(bench, base, m, totals) for m in (*plains, *methods)}
     for c in configs:
         cells.update({(c.name, m): _ktmu_cell(bench, c, m, totals) for m in ("plain-ce", FLOP_METHOD)})
-    if opts.baseline == "study":
-        bench.study = _study(bench, methods)
-        cells.update({("study", m): _study_cell(bench, bench.study, m) for m in methods})
+    studied = [m for m in methods if not method_named(m).needs_neighbours]  # the study's protocol trains on no neighbour image
+    if opts.baseline == "study" and len(studied) < len(methods):
+        bench.notes.append("--baseline study: the study's loop has no neighbour images, so vs_study leaves out "
+                           + ", ".join(m for m in methods if m not in studied))
+    if opts.baseline == "study" and studied:
+        bench.study = _study(bench, studied)
+        cells.update({("study", m): _study_cell(bench, bench.study, m) for m in studied})
     warm = {}
     for c in (base, *configs):  # compiles, allocates, fills caches; a compiled config's first run holds its compile time
         with applied(bench.backbone, c):
             warm[c.name] = bench.timed_run("plain-ce")[1]
             bench.run(FLOP_METHOD)
     if bench.study:
-        _study_cell(bench, bench.study, methods[0])()
+        _study_cell(bench, bench.study, studied[0])()
     times = interleaved({f"{a}/{b}": f for (a, b), f in cells.items()}, opts.repeats, progress)
     t = {tuple(k.split("/", 1)): v for k, v in times.items()}
     plain = t[("base", "plain-ce")]
     out: dict = {
-        "step_ratio": {m: summary(t[("base", m)], plain)["ratio"] for m in methods},
-        "step_ratio_spread": {m: summary(t[("base", m)], plain)["spread"] for m in methods},
-        "step_seconds": {m: round(median(t[("base", m)]), 5) for m in ("plain-ce", *methods)},
+        "step_ratio": {m: summary(t[("base", m)], t[("base", sticks[m])])["ratio"] for m in methods},
+        "step_ratio_spread": {m: summary(t[("base", m)], t[("base", sticks[m])])["spread"] for m in methods},
+        "step_ratio_yardstick": sticks,  # the plain step each ratio divides by: with the neighbour images for methods that read them
+        "step_seconds": {m: round(median(t[("base", m)]), 5) for m in (*plains, *methods)},
         "variants": {c.name: _variant(c, t, plain, totals, warm) for c in configs},
     }
     if bench.study:
-        out["study_step_seconds"] = {m: round(median(t[("study", m)]), 5) for m in methods}
-        out["vs_study"] = {m: summary(t[("study", m)], t[("base", m)])["ratio"] for m in methods}
-        out["vs_study_spread"] = {m: summary(t[("study", m)], t[("base", m)])["spread"] for m in methods}
-        study_method = FLOP_METHOD if FLOP_METHOD in methods else methods[0]
+        out["study_step_seconds"] = {m: round(median(t[("study", m)]), 5) for m in studied}
+        out["vs_study"] = {m: summary(t[("study", m)], t[("base", m)])["ratio"] for m in studied}
+        out["vs_study_spread"] = {m: summary(t[("study", m)], t[("base", m)])["spread"] for m in studied}
+        study_method = FLOP_METHOD if FLOP_METHOD in studied else studied[0]
         out["vs_study_by_variant"] = {"base": out["vs_study"][study_method], **{
             c.name: summary(t[("study", study_method)], t[(c.name, FLOP_METHOD)])["ratio"] for c in configs if study_method == FLOP_METHOD}}
     return out
@@ -196,7 +208,7 @@ def whole_run_part(bench: Bench, record: dict) -> dict:
     tests = study_tests_per_run(epochs, steps) * test
     ktmu_run, study_run = {}, {}
     for m, step in record["step_seconds"].items():
-        if m == "plain-ce":
+        if m not in record["study_step_seconds"]:  # the yardsticks, and methods the study's loop has no counterpart of
             continue
         reference = o["reference_seconds"] * scale if reads_reference(method_named(m)) else 0.0
         ktmu_run[m] = epochs * (steps * step + scoring) + reference + o["other_seconds_per_run"]

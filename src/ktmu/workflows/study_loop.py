@@ -15,7 +15,7 @@ and so does :class:`StudyLoop`:
   relabel, SalUn and task vectors), the whole model state is copied to the CPU (its ``torch.save``).
 
 The loss is ktmu's method on the :class:`~ktmu.methods.Batch` this design builds, so where the two
-designs agree (one template, a frozen reference) the losses are the same (``tests/test_perf_study.py``).
+designs agree (one template, a frozen reference) the losses are the same (``tests/test_perf.py``).
 Left out, each of which would only make the study slower: its row-by-row Python masking of the logits, the
 logging calls themselves, the disk write, and its forget-test evaluation every 8 iterations and after each
 epoch (which re-encodes the whole template ensemble for every test batch; :func:`study_tests_seconds`
