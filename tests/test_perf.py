@@ -181,7 +181,7 @@ def test_perf_json_carries_every_new_key(tmp_path, capsys):
                  "--images", "32", "--device", "cpu", "--baseline", "study", "--variants", "adamw-foreach", "channels-last",
                  "--precisions", "bf16", "--quiet", "--json", str(out)]) == 0
     r = _strict_json(out)
-    assert STUDY_KEYS | OVERHEAD_KEYS | {"step_ratio", "step_ratio_spread", "step_ratio_yardstick", "step_seconds", "variants",
+    assert STUDY_KEYS | OVERHEAD_KEYS | {"step_ratio", "step_ratio_spread", "step_ratio_yardstick", "step_ratio_per_gradient", "step_seconds", "variants",
                                          "step_tflops", "mfu", "attention_ops", "host_syncs_per_step", "timing", "notes"} <= set(r)
     assert set(r["vs_study"]) == {"nhl-kl", "ga"}  # scrub reads neighbour images, which the study's loop has none of
     assert any("scrub" in n for n in r["notes"])

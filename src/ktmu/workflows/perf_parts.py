@@ -74,9 +74,9 @@ def _study_cell(bench: Bench, study: StudyBaseline, method: str) -> Callable[[],
         epoch = loop.epoch(bench.opts.steps, bench.clock)
         if epoch.kept:
             study.copy_seconds.append(epoch.copy_seconds)
-        if bench.device.type == "cuda":  # as ktmu's cells: the steps' mean on CUDA, the median step on CPU
+        if bench.device.type == "cuda":  # as ktmu's cells: the steps' mean on CUDA, the fastest step on CPU
             return epoch.steps_seconds / bench.opts.steps
-        return median(epoch.step_seconds)
+        return min(epoch.step_seconds)
     return cell
 
 
@@ -112,7 +112,9 @@ def steps_part(bench: Bench, progress: bool) -> dict:
     out: dict = {
         "step_ratio": {m: summary(t[("base", m)], t[("base", sticks[m])])["ratio"] for m in methods},
         "step_ratio_spread": {m: summary(t[("base", m)], t[("base", sticks[m])])["spread"] for m in methods},
-        "step_ratio_yardstick": sticks,  # the plain step each ratio divides by: with the neighbour images for methods that read them
+        "step_ratio_yardstick": sticks,
+        # over the forward-backward passes a step takes by design (2 for sharpness-aware methods: the ascent, then the step)
+        "step_ratio_per_gradient": {m: round(summary(t[("base", m)], t[("base", sticks[m])])["ratio"] / _gradients(m), 3) for m in methods},  # the plain step each ratio divides by: with the neighbour images for methods that read them
         "step_seconds": {m: round(median(t[("base", m)]), 5) for m in (*plains, *methods)},
         "variants": {c.name: _variant(c, t, plain, totals, warm) for c in configs},
     }
@@ -124,6 +126,11 @@ def steps_part(bench: Bench, progress: bool) -> dict:
         out["vs_study_by_variant"] = {"base": out["vs_study"][study_method], **{
             c.name: summary(t[("study", study_method)], t[(c.name, FLOP_METHOD)])["ratio"] for c in configs if study_method == FLOP_METHOD}}
     return out
+
+
+def _gradients(method: str) -> int:
+    """Forward-backward passes per step: 2 for a sharpness-aware method (its ascent step), else 1."""
+    return 2 if method_named(method).sharpness_radius() else 1
 
 
 def _variant(c: Config, t: dict, plain: list[float], totals: dict, warm: dict) -> dict:
