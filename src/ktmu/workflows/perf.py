@@ -2,7 +2,9 @@
 
 * ``step_ratio[method]``: the method's step time (through the real trainer) over a plain cross-entropy
   fine-tuning step through the same trainer, same batch and template; ``step_ratio_spread`` the lowest
-  and highest per-round ratio.
+  and highest per-round ratio. Methods that read neighbour images run with ``PERF_NEIGHBOURS`` per neighbour
+  concept against a plain step on the same forget and neighbour images (``step_ratio_yardstick``);
+  ``step_ratio_per_gradient`` divides by the forward-backward passes a step takes (2 for sharpness-aware methods).
 * ``variants[name]``: ktmu's plain and nhl-kl steps under one change each (``--precisions`` fp32 / tf32 /
   bf16, ``--compile``, ``--variants`` AdamW implementation or channels-last): step times, ``speedup``
   over the run's own configuration, MFU, and for ``--compile`` the compile time (excluded from steps).
