@@ -293,7 +293,8 @@ def test_unlearn_and_bench_audit_each_run_and_the_original_once(tmp_path, monkey
         return measure(self, backbone, role, *a, **kw)
 
     monkeypatch.setattr(Auditor, "measure", counting)
-    common = ["--model", "tiny-clip", "--force", "--epochs", "1", "--max-per-concept", "10", "--zero-shot", "none", "--quiet", "--audit"]
+    common = ["--model", "tiny-clip", "--force", "--epochs", "1", "--max-per-concept", "10", "--zero-shot", "none", "--quiet", "--audit",
+              "--probe-per-class", "20", "--relearn-steps", "50", "--relearn-images", "4"]  # the audit's budgets, smaller: a faster test
     assert main(["unlearn", "--method", "ga", "--out", str(tmp_path / "u"), *common]) == 0
     rec = json.loads((tmp_path / "u" / "results.json").read_text())
     assert set(rec["audit"]["models"]) == {"original", "unlearned"} and PROBES <= set(rec["audit"]["models"]["unlearned"])
@@ -312,6 +313,8 @@ def test_unlearn_and_bench_audit_each_run_and_the_original_once(tmp_path, monkey
     table = (tmp_path / "b" / "table.md").read_text()
     assert "alias leak" in table and "WC-Quality" in table and "| original |" in table and "| oracle | - |" in table
     assert "relearn@50" in table and "erasure probe" in table
+    key = json.loads((tmp_path / "b" / "bench.json").read_text())["run_key"]["audit"]
+    assert key == {"oracle": "tiny-clip", "probe_per_class": 20, "relearn_steps": 50, "relearn_images": 4}  # smaller budgets: another bench
 
 
 def test_per_image_hits_reproduce_the_records_numbers_and_another_seed_reuses_the_seed_free_probes():

@@ -54,7 +54,7 @@ def tiny_run(tmp_path_factory):
 
 def test_unlearn_export_flag_writes_the_runs_model_with_its_card(tiny_run):
     folder = tiny_run.parent / "exported"
-    assert sorted(p.name for p in folder.iterdir()) == ["README.md", "ktmu_export.json", "model.safetensors"]
+    assert sorted(p.name for p in folder.iterdir()) == ["README.md", "ktmu_export.json", "model.ledger.json", "model.safetensors"]
     record = json.loads((folder / "ktmu_export.json").read_text())
     assert record["format"] == "ktmu" and record["method"] == "ga" and record["spec"] == f"tiny-clip:{tiny_run / 'model.safetensors'}"
     assert "# tiny-clip with shirt unlearned (ga)" in (folder / "README.md").read_text()
@@ -130,7 +130,7 @@ def test_hf_export_loads_in_transformers_with_the_same_logits(round_trip, hf_dir
 
 def test_tiny_clip_open_clip_export_loads_in_open_clip_with_the_same_logits(round_trip):
     specs, done, images, theirs = round_trip
-    assert done["tiny"].record["files"].keys() == {"README.md", "open_clip_config.json", "open_clip_model.safetensors"}
+    assert done["tiny"].record["files"].keys() == {"README.md", "ktmu_ledger.json", "open_clip_config.json", "open_clip_model.safetensors"}
     assert (theirs["tiny"] - _ktmu_logits(specs["tiny"], images[28])).abs().max() <= 1e-5
 
 

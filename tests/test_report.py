@@ -122,7 +122,8 @@ def test_audit_verdict_against_the_oracle():
 def runs(tmp_path_factory):
     """Real run folders of every kind on tiny-clip, made once: bench (audited, 2 seeds), unlearn, audit, perf."""
     root = tmp_path_factory.mktemp("report-runs")
-    assert main(["bench", "--methods", "ga", "nhl-kl", "--audit", "--seeds", "2", "--report", "--out", str(root / "bench"), *TINY]) == 0
+    assert main(["bench", "--methods", "ga", "nhl-kl", "--audit", "--seeds", "2", "--report", "--out", str(root / "bench"), *TINY,
+                 "--probe-per-class", "5", "--relearn-steps", "4", "--relearn-images", "4"]) == 0
     assert main(["unlearn", "--method", "ga", "--zero-shot", "none", "--report", "--out", str(root / "unlearn"), *TINY]) == 0
     assert main(["audit", "--model", f"tiny-clip:{root / 'unlearn' / 'model.safetensors'}", "--original", "tiny-clip",
                  "--oracle", "tiny-clip", "--report", "--out", str(root / "audit"), *AUDIT_FAST]) == 0

@@ -14,9 +14,6 @@ HELP = ("audit whether a forgotten concept is gone or only its name: aliases, te
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    from ktmu.audit.config import AuditConfig
-    from ktmu.audit.options import RELEARN_STEPS
-    from ktmu.audit.relearn import RelearnConfig
     from ktmu.engine.neighbours import SCOPES
 
     sp = options.command(subparsers, "audit", HELP)
@@ -36,10 +33,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     sp.add_argument("--seeds", type=int, default=1,
                     help="repeat the audit's own draws N times (seeds --seed, --seed+1, ...: probe images, relearning images and order; "
                          "the forget set stays --seed's); numbers become mean ± 95 %% interval (bootstrap over D_f test images, pooled)")
-    sp.add_argument("--probe-per-class", type=int, default=AuditConfig.probe_per_class, help="linear-probe train images per fine class")
-    sp.add_argument("--relearn-steps", type=int, default=RELEARN_STEPS,
-                    help="relearning budget in steps (curve at 0, 10, 25, 50 and each doubling up to the budget; under 50: 0, 1/5, 1/2, all)")
-    sp.add_argument("--relearn-images", type=int, default=RelearnConfig.images_per_concept, help="relearning images per concept")
+    options.add_audit_budget_options(sp)
     sp.add_argument("--force", action="store_true", help="audit even when the original model does not know the concept")
     options.add_out_folder(sp, "audit.json", overwrite="replace an earlier audit.json in --out")
     options.add_runtime_options(sp, training=False)

@@ -123,9 +123,22 @@ def add_unlearning_options(sp: argparse.ArgumentParser, audit: str) -> None:
     sp.add_argument("--oracle", metavar="SPEC", help="with --audit: a model of the same architecture that never learned the concept; every "
                                                      "row gets its gaps to it (default: mini-clip:without-shirt for mini-clip forgetting "
                                                      "shirt in fashion, fine goal; 'none' for none)")
+    add_audit_budget_options(sp, prefix="with --audit: ")
     add_seeds_option(sp)
     add_session_options(sp)
     add_recipe_options(sp)
+
+
+def add_audit_budget_options(sp: argparse.ArgumentParser, prefix: str = "") -> None:
+    """The audit's budgets (``ktmu audit``, and ``unlearn`` / ``bench --audit``): probe images, relearning steps and images."""
+    from ktmu.audit.config import AuditConfig
+    from ktmu.audit.options import RELEARN_STEPS
+    from ktmu.audit.relearn import RelearnConfig
+
+    sp.add_argument("--probe-per-class", type=int, default=AuditConfig.probe_per_class, help=prefix + "linear-probe train images per fine class")
+    sp.add_argument("--relearn-steps", type=int, default=RELEARN_STEPS,
+                    help=prefix + "relearning budget in steps (curve at 0, 10, 25, 50 and each doubling up to the budget; under 50: 0, 1/5, 1/2, all)")
+    sp.add_argument("--relearn-images", type=int, default=RelearnConfig.images_per_concept, help=prefix + "relearning images per concept")
 
 
 def add_out_folder(sp: argparse.ArgumentParser, holds: str, overwrite: str | None = None) -> None:
@@ -203,7 +216,7 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
 
 
 def audit_config(args: argparse.Namespace) -> AuditConfig:
-    """``ktmu audit``'s budget flags; ``unlearn/bench --audit`` have none and get the defaults; the run's neighbour setting."""
+    """The audit budget flags (``ktmu audit``, ``unlearn`` / ``bench --audit``); the run's neighbour setting."""
     from ktmu.audit.options import audit_config as config
 
     budgets = {k: getattr(args, k) for k in ("probe_per_class", "relearn_steps", "relearn_images") if hasattr(args, k)}
@@ -240,9 +253,18 @@ def auditors(args: argparse.Namespace, session: Session | None = None) -> SeedAu
 
 
 def audit_key(args: argparse.Namespace, request) -> bool | dict:
-    """What of the audit makes a bench another bench: False, True, or ``{"oracle": SPEC}`` when rows carry an oracle."""
+    """What of the audit makes a bench another bench: False, True, or a dict of the oracle and the budgets that differ from the defaults."""
     oracle, _ = audit_oracle(args, request)
-    return {"oracle": oracle} if oracle else bool(args.audit)
+    if not args.audit:
+        return False
+    defaults = audit_config(argparse.Namespace(max_per_concept=args.max_per_concept, seed=args.seed))
+    given = audit_config(args)
+    budgets = {k: v for k, v in (("probe_per_class", given.probe_per_class), ("relearn_steps", max(given.relearn.steps)),
+                                  ("relearn_images", given.relearn.images_per_concept))
+               if v != {"probe_per_class": defaults.probe_per_class, "relearn_steps": max(defaults.relearn.steps),
+                        "relearn_images": defaults.relearn.images_per_concept}[k]}
+    key = {**({"oracle": oracle} if oracle else {}), **budgets}
+    return key or True
 
 
 def provenance(args: argparse.Namespace) -> dict:
