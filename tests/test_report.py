@@ -301,3 +301,32 @@ def test_the_page_renders_in_headless_chromium(mixed_page, tmp_path):
     assert int(found["width"]) <= 1280  # readable at 1280 px: nothing wider than the window
     console = [line for line in dumped.stderr.splitlines() if "CONSOLE" in line]
     assert console == []
+
+
+def _sequence_record() -> dict:
+    """A ktmu sequence's results.json, by hand: shirt then coat, then both at once (cumulative parts against the base)."""
+    def step(label, concepts, utility, zero_shot):
+        cumulative = {"concepts": {c: {"base": base, "unlearned": after} for c, (base, after) in concepts.items()},
+                      "utility": utility, "unlearned": {"zero_shot": zero_shot}, "base": {"zero_shot": 98.8}}
+        return {"label": label, "record": {"method": "nhl-kl", "request": {"world": "fashion", "goal": "fine", "concepts": list(concepts)},
+                                           "unlearned": {}, "cumulative": cumulative}}
+    rows = [step("1 shirt", {"shirt": (80.3, 3.2)}, 99.8, 97.8), step("2 +coat", {"shirt": (80.3, 6.1), "coat": (89.9, 0.1)}, 97.9, 95.0),
+            step("at once", {"shirt": (80.3, 0.8), "coat": (89.9, 0.2)}, 99.7, 96.2)]
+    head = ["after", "shirt", "coat", "Quality", "Utility", "Q-U", "Zero-shot", "ZS drop", "step Q-U"]
+    return {"steps": [["shirt"], ["coat"]], "method": "nhl-kl", "rows": rows,
+            "table": {"head": head, "rows": [["base", "80.30", "89.90", "-", "-", "-", "98.80", "-", "-"]]}}
+
+
+def test_a_sequence_gets_its_table_and_its_course_not_per_method_figures(tmp_path):
+    from ktmu.report.data import sequence_data
+
+    (tmp_path / "seq").mkdir()
+    (tmp_path / "seq" / "results.json").write_text(json.dumps(_sequence_record()))
+    runs = read_runs([tmp_path / "seq"])
+    assert [r.kind for r in runs] == ["sequence"] and [r["label"] for r in runs[0].rows] == ["1 shirt", "2 +coat", "at once"]
+    assert [f.slug for f in plan_figures(runs)] == ["sequence-seq"]  # the steps answer different requests: no tradeoff plot
+    data = sequence_data(runs[0])
+    assert data["concepts"] == {"shirt": [3.2, 6.1, 0.8], "coat": [None, 0.1, 0.2]} and data["base"] == {"shirt": 80.3, "coat": 89.9}
+    assert data["utility"] == [99.8, 97.9, 99.7] and data["zero_shot"] == [97.8, 95.0, 96.2] and data["base_zero_shot"] == 98.8
+    html = build_report([tmp_path / "seq"]).html
+    assert "Requests over time" in html and "<td>base</td>" in html.replace(' class="text"', "")

@@ -256,3 +256,29 @@ def perf_data(runs: Iterable[Run]) -> dict | None:
                         "plain_step_ms": None if number(dig(p, "step_seconds", "plain-ce")) is None else 1000 * p["step_seconds"]["plain-ce"],
                         **{k: number(p.get(k)) for k in ("epoch_overhead_ratio", "eval_ratio", "peak_mem_mb", "train_images_per_s")}})
     return {"runs": out} if out else None
+
+
+def sequence_data(run: Run) -> dict | None:
+    """A sequence's course: after each step, each forgotten concept's D_f accuracy and the cumulative Utility and zero-shot.
+
+    From each row's ``cumulative`` part (against the base model; means over seeds where recorded);
+    None for other runs or a sequence whose rows carry no cumulative scores.
+    """
+    if run.kind != "sequence":
+        return None
+    steps = [r for r in run.rows if isinstance(r.get("cumulative"), Mapping)]
+    if not steps:
+        return None
+    concepts = list(dict.fromkeys(c for r in steps for c in r["cumulative"].get("concepts", {})))
+    base = {c: number(v.get("base")) for r in steps for c, v in r["cumulative"].get("concepts", {}).items()}
+    out: dict[str, Any] = {"labels": [str(r.get("label")) for r in steps], "concepts": {c: [] for c in concepts}, "base": base,
+                           "utility": [], "zero_shot": [], "base_zero_shot": number(dig(steps[0], "cumulative", "base", "zero_shot"))}
+    for r in steps:
+        cum = r["cumulative"]
+        means = cum.get("concepts_mean") or {c: {"unlearned": v.get("unlearned")} for c, v in cum.get("concepts", {}).items()}
+        for c in concepts:
+            out["concepts"][c].append(number(means[c]["unlearned"]) if c in means else None)
+        mean = cum.get("mean") or {}
+        out["utility"].append(number(mean.get("utility", cum.get("utility"))))
+        out["zero_shot"].append(number(mean.get("zero_shot", dig(cum, "unlearned", "zero_shot"))))
+    return out

@@ -195,3 +195,23 @@ def perf_figure(data: Mapping, palette: Mapping[str, str]) -> Figure:
     ax.set(ylabel="step time / plain fine-tuning step", title="Cost of one unlearning step against plain fine-tuning (1 = same cost)")
     ax.legend(loc="upper left")
     return fig
+
+
+def sequence_figure(data: Mapping) -> Figure:
+    """A sequence's course: each concept's D_f accuracy after each step (left); cumulative Utility and zero-shot (right)."""
+    fig = new_figure(3.2)
+    left, right = fig.subplots(1, 2)
+    xs = list(range(len(data["labels"])))
+    palette = colours(list(data["concepts"]))
+    for concept, values in data["concepts"].items():
+        left.plot(xs, [float("nan") if v is None else v for v in values], marker="o", label=concept, color=palette[concept])
+    left.set(ylabel="D_f accuracy at its level (%)", title="Each forgotten concept after each step", ylim=(-2, 102))
+    right.plot(xs, [float("nan") if v is None else v for v in data["utility"]], marker="o", label="Utility (vs base)", color="#1f77b4")
+    right.plot(xs, [float("nan") if v is None else v for v in data["zero_shot"]], marker="s", label="zero-shot", color="#2ca02c")
+    if data.get("base_zero_shot") is not None:
+        right.axhline(data["base_zero_shot"], color="#2ca02c", ls="--", lw=1, label="zero-shot of the base")
+    right.set(ylabel="%", title="What is kept, against the base model")
+    for ax in (left, right):
+        ax.set_xticks(xs, data["labels"], rotation=15, ha="right")
+        ax.legend(loc="best", fontsize=7)
+    return fig

@@ -16,11 +16,12 @@ from ktmu.report import data as D
 from ktmu.report.definitions import DEFINITIONS
 from ktmu.report.html import esc, figure_block, note, page
 from ktmu.report.runs import ReportError, Run, read_runs
-from ktmu.report.sections import headline_table, provenance, run_overview
+from ktmu.report.sections import headline_table, provenance, run_overview, sequence_table
 
 FORMATS = ("png", "svg", "pdf")
 SECTIONS = (("runs", "Runs"), ("provenance", "Provenance"), ("results", "Headline results"),
-            ("tradeoff", "Quality, Utility and zero-shot"), ("classes", "Per class"), ("audit", "The audit: is it really gone?"),
+            ("tradeoff", "Quality, Utility and zero-shot"), ("classes", "Per class"), ("sequence", "Requests over time"),
+            ("audit", "The audit: is it really gone?"),
             ("training", "Training curves"), ("perf", "Performance"), ("definitions", "Definitions"))
 
 
@@ -66,13 +67,15 @@ def plan_figures(runs: Sequence[Run]) -> list[PageFigure]:
     names = [str(r.get("method")) for run in runs for r in run.rows] + [m["model"] for run in runs for m in D.audit_models(run)]
     palette = F.colours(names)
     out: list[PageFigure] = []
-    groups = D.tradeoff_data(runs)
+    # a sequence's rows answer different requests (one per step): it gets its own table and figure, not the per-method ones
+    methods_runs = [r for r in runs if r.kind != "sequence"]
+    groups = D.tradeoff_data(methods_runs)
     for i, g in enumerate(groups, 1):
         out.append(PageFigure("tradeoff", f"tradeoff-{i}", f"Quality against Utility, and zero-shot drop ({g['request']})",
                               "One point per method and run (mean over seeds), bars = 95 % intervals where recorded; dashed: the "
                               "Pareto front. Hollow points carry a flag and must not be read at face value.",
                               g, lambda g=g: F.tradeoff_figure(g, palette)))
-    for run in runs:
+    for run in methods_runs:
         label = run.label
         for slug, title, caption, d, draw in (
             ("classes", f"Fine accuracy per class before and after ({label})",
@@ -99,6 +102,13 @@ def plan_figures(runs: Sequence[Run]) -> list[PageFigure]:
             if d is not None:
                 section = {"probes": "audit", "relearn": "audit", "mass": "audit", "siblings": "audit"}.get(slug, slug)
                 out.append(PageFigure(section, f"{slug}-{_slug(label)}", title, caption, d, lambda d=d, draw=draw: draw(d)))
+    for run in runs:
+        seq = D.sequence_data(run)
+        if seq is not None:
+            out.append(PageFigure("sequence", f"sequence-{_slug(run.label)}", f"Requests over time ({run.label})",
+                                  "After each step (and the concepts forgotten all at once, last): each concept's D_f accuracy, "
+                                  "and Utility and zero-shot against the base model (means over seeds). A concept that climbs "
+                                  "back after a later step reopened.", seq, lambda d=seq: F.sequence_figure(d)))
     perf = D.perf_data(runs)
     if perf is not None:
         out.append(PageFigure("perf", "perf", "Step time against plain fine-tuning",
@@ -118,7 +128,9 @@ def _section_text(key: str, runs: Sequence[Run], figures: Sequence[PageFigure]) 
     if key == "provenance":
         return "".join(provenance(r) for r in runs)
     if key == "results":
-        return "".join(f"<h3>{esc(r.label)}</h3>{headline_table(r)}" for r in runs if r.kind != "perf") or "<p>no unlearning results</p>"
+        return "".join(f"<h3>{esc(r.label)}</h3>{headline_table(r)}" for r in runs if r.kind not in ("perf", "sequence")) or "<p>no unlearning results</p>"
+    if key == "sequence":
+        return "".join(f"<h3>{esc(r.label)}</h3>{sequence_table(r)}" for r in runs if r.kind == "sequence") or "<p>no ktmu sequence among these runs.</p>"
     if key == "definitions":
         return '<dl class="defs">' + "".join(f"<dt>{esc(t)}</dt><dd>{esc(d)}</dd>" for t, d in DEFINITIONS) + "</dl>"
     here = [f for f in figures if f.section == key]

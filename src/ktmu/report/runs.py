@@ -4,7 +4,8 @@ Every reader is defensive: records written by older or newer ktmu versions may l
 carry new ones, such as issue 13's ``neighbours``); a missing part is reported as missing, never
 a crash. What a folder holds decides its kind:
 
-* ``results.json`` with ``rows``: a finished bench; with ``method``: an unlearn run;
+* ``results.json`` with ``rows``: a finished bench (with ``steps`` as well: a ``ktmu sequence``); with
+  ``method``: an unlearn run;
 * ``bench.json`` and ``methods/<method>.json`` without ``results.json``: a bench that has not
   finished (its finished methods are read, the others named as missing);
 * ``audit.json``: a ``ktmu audit`` run (a folder may hold it beside an unlearn run's results);
@@ -19,8 +20,8 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from ktmu.errors import KtmuError
 
-KINDS = ("unlearn", "bench", "audit", "perf")
-EXPECTED = ("results.json (ktmu unlearn or bench), bench.json with methods/*.json (a bench that has not finished), "
+KINDS = ("unlearn", "bench", "audit", "perf", "sequence")
+EXPECTED = ("results.json (ktmu unlearn, bench or sequence), bench.json with methods/*.json (a bench that has not finished), "
             "audit.json (ktmu audit) or a ktmu perf --json file")
 
 
@@ -70,12 +71,20 @@ def is_audit(record: Any) -> bool:
     return isinstance(record, dict) and isinstance(record.get("models"), dict) and "settings" in record
 
 
+def is_sequence(record: Any) -> bool:
+    """Whether a JSON record is a finished ``ktmu sequence`` (its results.json: ``steps`` and one row per step)."""
+    return isinstance(record, dict) and isinstance(record.get("steps"), list) and isinstance(record.get("rows"), list)
+
+
 def _from_record(path: Path, record: Any) -> Run:
     """The run that one results/audit/perf record describes."""
     if is_perf(record):
         return Run(path, "perf", perf=record, top=record)
     if is_audit(record):
         return Run(path, "audit", audit=record, request=record.get("request"), top=record)
+    if is_sequence(record):  # each row: one step's (or the all-at-once run's) record, under its label
+        rows = [{**r["record"], "label": r.get("label")} for r in record["rows"] if isinstance(r, dict) and isinstance(r.get("record"), dict)]
+        return Run(path, "sequence", rows=rows, original=_first(rows, "original"), request=_first(rows, "request"), top=record)
     if isinstance(record, dict) and isinstance(record.get("rows"), list):
         rows = [r for r in record["rows"] if isinstance(r, dict)]
         request = {**(record.get("request") or {}), **(_first(rows, "request") or {})}  # the rows' adds the forget-set size
@@ -122,7 +131,7 @@ def read_folder(folder: Path) -> list[Run]:
         runs.append(_unfinished_bench(folder))
     if (folder / "audit.json").is_file():
         runs.append(_from_record(folder, read_json(folder / "audit.json")))
-    known = {"results.json", "audit.json", "bench.json", "table.md"}
+    known = {"results.json", "audit.json", "bench.json", "table.md", "sequence.json"}
     for extra in sorted(p for p in folder.glob("*.json") if p.name not in known):
         try:
             record = json.loads(extra.read_text())

@@ -133,3 +133,11 @@ def headline_table(run: Run) -> str:
     rows += [[m] + ["not finished"] + [""] * (len(head) - 2) for m in run.missing]
     classes += ["missing"] * len(run.missing)
     return table(head, rows, row_classes=classes, flag_column=len(head) - 1)
+
+
+def sequence_table(run: Run) -> str:
+    """A sequence's table (:mod:`ktmu.report.sequence`: each concept after each step, the cumulative scores), as ktmu wrote it."""
+    saved = run.top.get("table")
+    if isinstance(saved, Mapping) and isinstance(saved.get("head"), list) and isinstance(saved.get("rows"), list):
+        return table(saved["head"], saved["rows"])
+    return "<p>this sequence's results.json holds no table.</p>"
