@@ -251,8 +251,8 @@ def test_bad_input_is_one_error_line_and_nothing_written(runs, tmp_path, capsys)
     empty.mkdir()
     (empty / "notes.txt").write_text("mine")
     assert _cli([str(empty), "--out", str(tmp_path / "r.html")]) == 2
-    assert capsys.readouterr().err.strip() == (f"ktmu: error: {empty} holds no ktmu results: expected results.json (ktmu unlearn or "
-                                               "bench), bench.json with methods/*.json (a bench that has not finished), audit.json "
+    assert capsys.readouterr().err.strip() == (f"ktmu: error: {empty} holds no ktmu results: expected results.json (ktmu unlearn, "
+                                               "bench or sequence), bench.json with methods/*.json (a bench that has not finished), audit.json "
                                                "(ktmu audit) or a ktmu perf --json file.")
     broken = tmp_path / "broken"
     broken.mkdir()
