@@ -277,7 +277,8 @@ def _train_epoch(run: _Run, epoch: int, bar: tqdm) -> tuple[dict[str, float], fl
         sums = values if sums is None else sums + values
         seen += len(pos)
         bar.update(1)
-    assert sums is not None  # every process holds at least one image per step (_check_batches)
+    if sums is None:  # an internal bug: _check_batches gives every process at least one image per step
+        raise RuntimeError(f"epoch {epoch} ran no training step")
     totals = torch.cat([sums, sums.new_tensor([float(seen)])])
     run.dist.all_reduce_sum_(totals)  # one all-reduce per epoch for the loss terms and the hit counts
     totals = totals.cpu()  # the epoch's one read-back
