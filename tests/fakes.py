@@ -328,3 +328,17 @@ def comparable(obj: Any, out: Path) -> Any:
     if isinstance(obj, float) and math.isnan(obj):
         return "nan"
     return obj
+
+
+def kill_when(proc: Any, path: Path, what: str, timeout: float = 240) -> None:
+    """SIGKILL a ``start_ktmu`` process as soon as ``path`` exists (failing if it exits first or ``what`` never happens)."""
+    import signal
+    import time
+
+    deadline = time.time() + timeout
+    while not path.is_file():
+        assert proc.poll() is None, proc.communicate()[1]
+        assert time.time() < deadline, f"never {what}"
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)

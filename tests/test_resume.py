@@ -4,12 +4,11 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
-from fakes import comparable, nothing_written, start_ktmu
+from fakes import comparable, kill_when, nothing_written, start_ktmu
 from ktmu.cli import main
 
 METHODS = ["ga", "ga-kl", "nhl-kl", "task-vector", "relabel"]
@@ -43,13 +42,7 @@ def test_a_killed_bench_resumes_without_rerunning_finished_methods(tmp_path, uni
     out = tmp_path / "killed"
     proc = start_ktmu(bench_args(out))
     third = out / "methods" / f"{THIRD}.json"
-    deadline = time.time() + 240
-    while not third.is_file():
-        assert proc.poll() is None, proc.communicate()[1]
-        assert time.time() < deadline, "the bench never finished its third method"
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=30)
+    kill_when(proc, third, "the bench finished its third method")
     assert proc.returncode == -signal.SIGKILL
     assert not (out / "results.json").exists() and not (out / "table.md").exists(), "the bench finished before it was killed"
     finished = sorted(p.stem for p in (out / "methods").glob("*.json"))

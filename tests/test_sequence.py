@@ -3,15 +3,13 @@ from __future__ import annotations
 
 import json
 import shutil
-import signal
-import time
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from fakes import comparable, make_fashion_jsonl, nothing_written, run_ktmu, start_ktmu
+from fakes import comparable, kill_when, make_fashion_jsonl, nothing_written, run_ktmu, start_ktmu
 from ktmu.cli import main
 from ktmu.engine.ledger import ledger_metadata, read_ledger, sidecar_path
 
@@ -84,13 +82,7 @@ def test_a_killed_sequence_resumes_where_it_stopped_and_ends_with_the_same_table
     out = tmp_path / "killed"
     proc = start_ktmu(["sequence", *tiny("--forget", "shirt", "--then", "coat", "--seeds", "2", "--out", str(out))])
     done = step(out, "1-shirt", 1) / "results.json"
-    deadline = time.time() + 240
-    while not done.is_file():
-        assert proc.poll() is None, proc.communicate()[1]
-        assert time.time() < deadline, "the sequence never finished its first step"
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=30)
+    kill_when(proc, done, "the sequence finished its first step")
     assert not (out / "results.json").exists(), "the sequence finished before it was killed"
     stamps = {p: p.stat().st_mtime_ns for p in (out / "steps" / "1-shirt").rglob("*") if p.is_file()}
 

@@ -257,13 +257,12 @@ def audit_key(args: argparse.Namespace, request) -> bool | dict:
     oracle, _ = audit_oracle(args, request)
     if not args.audit:
         return False
-    defaults = audit_config(argparse.Namespace(max_per_concept=args.max_per_concept, seed=args.seed))
-    given = audit_config(args)
-    budgets = {k: v for k, v in (("probe_per_class", given.probe_per_class), ("relearn_steps", max(given.relearn.steps)),
-                                  ("relearn_images", given.relearn.images_per_concept))
-               if v != {"probe_per_class": defaults.probe_per_class, "relearn_steps": max(defaults.relearn.steps),
-                        "relearn_images": defaults.relearn.images_per_concept}[k]}
-    key = {**({"oracle": oracle} if oracle else {}), **budgets}
+    def budgets(cfg: AuditConfig) -> dict:
+        return {"probe_per_class": cfg.probe_per_class, "relearn_steps": max(cfg.relearn.steps), "relearn_images": cfg.relearn.images_per_concept}
+
+    default = budgets(audit_config(argparse.Namespace(max_per_concept=args.max_per_concept, seed=args.seed)))
+    given = {k: v for k, v in budgets(audit_config(args)).items() if v != default[k]}  # only what differs: earlier benches keep their keys
+    key = {**({"oracle": oracle} if oracle else {}), **given}
     return key or True
 
 
