@@ -202,3 +202,44 @@ def test_cumulative_records_over_seeds_mean_each_concept_and_mirror_the_zero_sho
     assert out["mean"]["zero_shot"] == 95.0 and out["mean"]["zero_shot_drop"] == 3.0
     iv, drop = out["interval"]["zero_shot"], out["interval"]["zero_shot_drop"]
     assert drop["low"] == 98.0 - iv["high"] and drop["high"] == 98.0 - iv["low"] and drop["half_width"] == iv["half_width"]
+
+
+# ---- replay and anchor: how a later request keeps the earlier ones -------------------------------------------------
+def test_replay_redraws_exactly_the_forget_set_each_earlier_request_trained_on(toy_world, toy_train):
+    from ktmu.engine.request import forget_set_indices
+    from ktmu.workflows.lineage import replay_indices
+
+    shirt = forget_set_indices(UnlearningRequest.parse(toy_world, ["shirt"]), toy_train, 4, 3)  # 4 of the 10 shirts, seed 3
+    sandal = forget_set_indices(UnlearningRequest.parse(toy_world, ["sandal"]), toy_train, 10, 1)
+    history = ledger(entry(max_per_concept=4, seed=3, forget_set_size=4), entry(("sandal",), forget_set_size=10, seed=1),
+                     entry(("shirt",), world="elsewhere", forget_set_size=99))  # another world's request is not replayed
+    idx = replay_indices(history, toy_train)
+    assert idx.tolist() == sorted(set(shirt) | set(sandal)) and len(idx) == 14 and set(toy_train.fine_labels[idx]) == {0, 3}
+    assert set(shirt) <= set(range(10)) and len(set(shirt)) == 4  # a seeded draw of the shirts, not the first four
+    assert replay_indices(Ledger(), toy_train).tolist() == []
+    with pytest.raises(LedgerError, match="trained on 5 forget images, but its forget set redrawn from this train split has 4.*--no-replay"):
+        replay_indices(ledger(entry(max_per_concept=4, forget_set_size=5)), toy_train)
+
+
+def test_replayed_images_follow_the_requests_own_and_keep_every_forgotten_coarse_label_forgotten(toy_world, toy_train, tiny_backbone):
+    """Forget sneaker after a coarse request forgot 'top' (shirt and coat): 10 sneakers, then 4 replayed shirts and 4 coats."""
+    from ktmu.engine.request import forget_set_indices
+
+    request = UnlearningRequest.parse(toy_world, ["sneaker"], also_forgotten=["top"])
+    tops = forget_set_indices(UnlearningRequest.parse(toy_world, ["top"], "coarse"), toy_train, 4, 0)
+    plain = ForgetSet.from_request(request, toy_train, tiny_backbone.preprocess, max_per_concept=10)
+    fs = ForgetSet.from_request(request, toy_train, tiny_backbone.preprocess, max_per_concept=10, replay=np.concatenate([tops, [20, 21]]))
+    assert (len(plain), plain.own, plain.replayed, plain.describe()) == (10, 10, 0, "10 images")
+    assert (len(fs), fs.own, fs.replayed) == (18, 10, 8) and fs.describe() == "10 images (+ 8 of earlier requests, replayed)"  # 20, 21: own
+    assert fs.fine.tolist() == [2] * 10 + [0] * 4 + [1] * 4 and torch.equal(fs.source.images(range(10)), plain.source.images(range(10)))
+    assert fs.forget_coarse.tolist() == [False] * 10 + [True] * 8  # a sneaker keeps "footwear"; a replayed top stays un-"top"ped
+    assert fs.fine_classes.tolist() == [True, True, True, False] and fs.coarse_classes.tolist() == [True, False]
+
+
+def test_an_unknown_anchor_is_refused_with_did_you_mean():
+    from ktmu.errors import UsageError
+    from ktmu.workflows.lineage import HistoryOptions
+
+    assert HistoryOptions().record(3) == {"replay": True, "replay_images": 3, "anchor": "base"}
+    with pytest.raises(UsageError, match=r"unknown --anchor 'bas'\. Did you mean 'base'\? Use one of base, previous\."):
+        HistoryOptions(anchor="bas")

@@ -71,7 +71,7 @@ def _report(args: argparse.Namespace, session: Any, records: list[dict], seconds
 
     req = session.request
     label = "request" if args.forget else f"level {args.level}"
-    say(f"{label}: forget {', '.join(req.concepts)} ({req.goal}); forget set {len(session.forget)} images; model {session.backbone.name}")
+    say(f"{label}: forget {', '.join(req.concepts)} ({req.goal}); forget set {session.forget.describe()}; model {session.backbone.name}")
     say(text_table(session.original_scores, records))
     say(f"bench took {seconds:.1f} s")
     out = Path(args.out)

@@ -16,6 +16,7 @@ if TYPE_CHECKING:  # annotations only: the library is imported when a command ru
     from ktmu.audit.run import AuditConfig
     from ktmu.engine.config import TrainConfig
     from ktmu.workflows.audits import SeedAuditors
+    from ktmu.workflows.lineage import HistoryOptions
     from ktmu.workflows.session import Plan, RuntimeOptions, Session
     from ktmu.study.recipes import Recipe
 
@@ -53,10 +54,16 @@ def add_request_options(sp: argparse.ArgumentParser) -> None:
 
 
 def add_ledger_options(sp: argparse.ArgumentParser) -> None:
-    """``--original``: where the base model of ``--model``'s ledger loads from, when not from the spec the ledger names."""
+    """``--original``: where the base model of ``--model``'s ledger loads from; ``--replay`` / ``--anchor``: how its earlier requests are kept."""
     sp.add_argument("--original", metavar="SPEC",
                     help="the base model of --model's ledger (the model its first request started from), when it no longer loads from the "
                          "spec the ledger names; its weights must match the ledger's sha256")
+    sp.add_argument("--replay", action=argparse.BooleanOptionalAction, default=True,
+                    help="on a checkpoint whose ledger holds earlier requests, their forget images (redrawn from the ledger) rejoin this "
+                         "request's forget set, so they stay forgotten and held (default: on; --no-replay: this request's images only)")
+    sp.add_argument("--anchor", choices=("base", "previous"), default="base",
+                    help="on such a checkpoint, whose outputs the KL and the other reference terms hold the model to: the ledger's base "
+                         "model (default: damage does not add up over requests) or the model this request starts from")
 
 
 def add_runtime_options(sp: argparse.ArgumentParser, training: bool) -> None:
@@ -204,7 +211,15 @@ def open_session(args: argparse.Namespace, plan: Plan, rt: RuntimeOptions) -> Se
         say(note)
     return open_(world=args.world, model=args.model, max_per_concept=args.max_per_concept, seed=args.seed, progress=not args.quiet,
                  evaluate=plan.test is not None, runtime=rt, plan=plan, original=getattr(args, "original", None),
-                 neighbours=getattr(args, "neighbours", 0), neighbours_scope=getattr(args, "neighbours_scope", "siblings"))
+                 neighbours=getattr(args, "neighbours", 0), neighbours_scope=getattr(args, "neighbours_scope", "siblings"),
+                 history_options=history_options(args))
+
+
+def history_options(args: argparse.Namespace) -> HistoryOptions:
+    """``--replay`` / ``--anchor`` (their defaults on commands that do not take them)."""
+    from ktmu.workflows.lineage import HistoryOptions
+
+    return HistoryOptions(replay=getattr(args, "replay", True), anchor=getattr(args, "anchor", "base"))
 
 
 def train_config(args: argparse.Namespace) -> TrainConfig:

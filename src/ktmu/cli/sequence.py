@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
                          level=args.level, max_per_concept=args.max_per_concept, data_root=args.data_root, hierarchy=args.hierarchy,
                          zero_shot=args.zero_shot)
     key = sequence_key(plan, args.method, hyper, cfg, args.seeds, rt, max_per_concept=args.max_per_concept, data=options.data_options(args),
-                       zero_shot=args.zero_shot, set=args.set or [], original=args.original)
+                       zero_shot=args.zero_shot, set=args.set or [], original=args.original, replay=args.replay, anchor=args.anchor)
     store = SequenceStore.open(args.out, key, overwrite=args.overwrite, resume=args.resume, write=is_main())
     if store.resumed:
         done = store.done(plan, args.seeds, args.seed)
@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
         record["recipe"] = options.recipe_record(args, cfg, {args.method: hyper})
 
     records = run_sequence(plan, store, args.method, cfg, hyper, args.seeds, rt, progress=not args.quiet, original=args.original,
-                           finish=finish, log=None if args.quiet else say)
+                           finish=finish, log=None if args.quiet else say, history_options=options.history_options(args))
     _report(args, plan, records, time.time() - t0)
     return 0
 

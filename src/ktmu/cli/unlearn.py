@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     auditors = options.auditors(args, session)
     record = run_seeds(session, plan.train, args.method, cfg, hyper, args.seeds, auditors=auditors, finish=finish, progress=not args.quiet)
     dump(record, out / "results.json")
-    say(f"request: forget {', '.join(session.request.concepts)} ({session.request.goal}); forget set {len(session.forget)} images")
+    say(f"request: forget {', '.join(session.request.concepts)} ({session.request.goal}); forget set {session.forget.describe()}")
     say(text_table(record["original"], [record], "previous" if session.request.also_forgotten else "original"))
     if "cumulative" in record:
         from ktmu.report.sequence import sequence_text_table

@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Sequence
 
+import numpy as np
 import torch
 
 from ktmu.data import ConceptDataset
@@ -29,25 +30,48 @@ class ForgetSet:
     coarse_classes: torch.Tensor  # (C,) bool: every coarse class the request forgets, and those earlier requests forgot
     goal: str  # the request's goal (ktmu.engine.goals.GOAL_TABLE): what the checkpoint-selection score reads
     names: tuple[str, ...] = ()  # every method-visible name (canonical + aliases) of the forgotten fine concepts
+    replayed: int = 0  # how many of the images (the last ones) are earlier requests' forget images, replayed (see from_request)
     # The labels and class masks, per device they were asked on: copied once, so that no step waits for a host copy.
     _on_device: dict[torch.device, tuple[torch.Tensor, ...]] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def from_request(cls, request: UnlearningRequest, train: ConceptDataset, preprocess, max_per_concept: int = MAX_PER_CONCEPT,
-                     seed: int = 0, progress: bool = False) -> "ForgetSet":
-        """The proxy forget set of a request: at most ``max_per_concept`` seeded-random train images per forgotten fine concept."""
-        idx = forget_set_indices(request, train, max_per_concept, seed)
-        source = image_source(train, preprocess, idx, progress=progress)
+                     seed: int = 0, progress: bool = False, replay: np.ndarray | None = None) -> "ForgetSet":
+        """The proxy forget set of a request: at most ``max_per_concept`` seeded-random train images per forgotten fine concept.
+
+        ``replay``: train indices of the forget images of earlier requests on the same model (a
+        checkpoint's ledger, :func:`ktmu.workflows.lineage.replay_indices`), appended after the
+        request's own. Their concepts are among the forgotten classes (``request.also_forgotten``),
+        so every method treats them as forget images: they stay below the best kept class, and a KL
+        holds what the model says of them on the classes kept. An image's coarse label is forgotten
+        when this request forgets it (its own images) or any request did (replayed images).
+        """
+        own = forget_set_indices(request, train, max_per_concept, seed)
+        extra = np.setdiff1d(np.asarray([] if replay is None else replay, dtype=np.int64), own)
+        source = image_source(train, preprocess, np.concatenate([own, extra]), progress=progress)
         world = train.hierarchy
+        coarse_now = torch.as_tensor(request.forget_coarse, dtype=torch.long)
+        coarse_ever = torch.as_tensor(request.forgotten_coarse_classes, dtype=torch.long)
+        replayed = torch.arange(len(source)) >= len(own)
         return cls(
             source=source,
-            forget_coarse=torch.isin(source.coarse, torch.as_tensor(request.forget_coarse, dtype=torch.long)),
+            forget_coarse=torch.where(replayed, torch.isin(source.coarse, coarse_ever), torch.isin(source.coarse, coarse_now)),
             # the earlier requests' concepts (request.also_forgotten) count among the forgotten classes too
             fine_classes=class_mask(request.forgotten_fine_classes, len(world.fine)),
             coarse_classes=class_mask(request.forgotten_coarse_classes, len(world.coarse)),
             goal=request.goal,
             names=tuple(n for i in request.forget_fine for n in world.fine[i].names),
+            replayed=len(extra),
         )
+
+    def describe(self) -> str:
+        """The forget set in words, for a command's first line: ``150 images`` or ``150 images (+ 300 of earlier requests, replayed)``."""
+        return f"{self.own} images" + (f" (+ {self.replayed} of earlier requests, replayed)" if self.replayed else "")
+
+    @property
+    def own(self) -> int:
+        """How many images are the request's own proxy forget set (the rest are replayed)."""
+        return len(self) - self.replayed
 
     @property
     def fine(self) -> torch.Tensor:

@@ -34,7 +34,7 @@ from ktmu.evaluation.protocol import UnlearningEvaluator, check_test_covers_requ
 from ktmu.evaluation.zero_shot import WorldEval
 from ktmu.outputs import json_ready, write_json_atomic
 from ktmu.workflows.bench_store import open_manifest
-from ktmu.workflows.lineage import BasePredictions, History, ledger_request, open_history
+from ktmu.workflows.lineage import BasePredictions, History, HistoryOptions, ledger_request, open_history
 from ktmu.workflows.options import plan_run
 from ktmu.workflows.seeded import aggregate_runs, seed_replicates
 from ktmu.workflows.session import Plan, RuntimeOptions, open_session, plan_evaluator, run_method, save_unlearned
@@ -178,6 +178,7 @@ class _Chain:
     progress: bool
     original: str | None
     bases: dict[str, BasePredictions] = field(default_factory=dict)
+    history_options: HistoryOptions = field(default_factory=HistoryOptions)  # each step's replay and anchor
     predictions: dict[Any, tuple[WorldEval, dict[str, WorldEval]]] = field(default_factory=dict)  # (unit, seed) or "start" -> predictions
 
     def spec(self, unit: Unit, seed: int) -> str:
@@ -223,7 +224,7 @@ def _run_unit(chain: _Chain, unit: Unit, seed: int, method: str, cfg: TrainConfi
     chain.load(None if unit.after is None else chain.plan.units[unit.after], seed)
     session = open_session(model=chain.spec(unit, seed), max_per_concept=chain.plan.max_per_concept, seed=seed, progress=chain.progress,
                            runtime=chain.rt, plan=_unit_plan(chain, unit, seed), backbone=chain.backbone, original=chain.original,
-                           bases=chain.bases, evaluator=chain.evaluator)
+                           bases=chain.bases, evaluator=chain.evaluator, history_options=chain.history_options)
     record = run_method(session, method, replace(cfg, seed=seed), progress=chain.progress, **hyper)
     chain.predictions[(chain.plan.units.index(unit), seed)] = (session.evaluator.last, dict(session.evaluator.last_others))
     if finish is not None:
@@ -264,8 +265,12 @@ def _aggregate(chain: _Chain, index: int, records: Sequence[dict], seeds: Sequen
 
 def run_sequence(plan: SequencePlan, store: SequenceStore, method: str, cfg: TrainConfig, hyper: Mapping[str, Any], seeds: int = 1,
                  rt: RuntimeOptions | None = None, progress: bool = True, original: str | None = None,
-                 finish: Callable[[dict], None] | None = None, log: Callable[[str], None] | None = None) -> list[dict]:
+                 finish: Callable[[dict], None] | None = None, log: Callable[[str], None] | None = None,
+                 history_options: HistoryOptions | None = None) -> list[dict]:
     """Every unit of ``plan`` for each seed (``cfg.seed`` + i), the finished ones read back from ``store``; one record per unit.
+
+    ``history_options``: how each step replays and anchors to the earlier ones (default: both;
+    :class:`ktmu.workflows.lineage.HistoryOptions`).
 
     ``finish(record)`` completes a run's record before it is written (provenance); ``log`` hears
     which run starts. Each record is as results.json holds it, whether run now or resumed.
@@ -273,7 +278,8 @@ def run_sequence(plan: SequencePlan, store: SequenceStore, method: str, cfg: Tra
     rt = rt or RuntimeOptions()
     say = log or (lambda _: None)
     backbone = load_backbone(plan.model, device=rt.device, precision=rt.precision)
-    chain = _Chain(plan, store, backbone, backbone.snapshot(), plan_evaluator(plan.first, backbone, rt, progress), rt, progress, original)
+    chain = _Chain(plan, store, backbone, backbone.snapshot(), plan_evaluator(plan.first, backbone, rt, progress), rt, progress, original,
+                   history_options=history_options or HistoryOptions())
     _base(chain, cfg.seed)
     seed_list = [cfg.seed + i for i in range(seeds)]
     out = []

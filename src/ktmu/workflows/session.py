@@ -34,8 +34,8 @@ from ktmu.engine.config import TrainConfig
 from ktmu.engine.reference import Reference, compute_reference, reads_reference
 from ktmu.engine.trainer import unlearn
 from ktmu.engine.ledger import Ledger
-from ktmu.workflows.lineage import (BasePredictions, History, check_original_spec, check_weights, cumulative_record, ledger_request,
-                                    open_history, read_model_ledger, save_checkpoint)
+from ktmu.workflows.lineage import (BasePredictions, History, HistoryOptions, check_original_spec, check_weights, cumulative_record,
+                                    ledger_request, load_base_backbone, open_history, read_model_ledger, replay_indices, save_checkpoint)
 
 DEFAULT_LEVEL = "difficult"
 
@@ -72,6 +72,7 @@ class Session:
     _reference: Reference | None = None
     original_eval: WorldEval | None = None  # the original's per-image test predictions (for bootstrap intervals)
     history: History = field(default_factory=History)  # the model's ledger; with earlier requests, the base model and its scores
+    history_options: HistoryOptions = field(default_factory=HistoryOptions)  # replay and anchor, for a model earlier requests changed
     level: str | None = None  # the world's named request the concepts came from, or None for --forget names
     neighbours: NeighbourSet | None = None  # the neighbour exemplars (--neighbours K > 0), drawn with the seed
     neighbour_k: int = 0  # K: neighbour images per neighbour concept (0: the study's retain-free protocol)
@@ -85,9 +86,25 @@ class Session:
         """The original model's forget-set and neighbour outputs, computed on first use and reused by every method."""
         if self._reference is None:
             self.backbone.load_trainable(self.original_state)
-            self._reference = compute_reference(self.backbone, self.forget, self.world, workers=self.runtime.workers,
-                                                neighbours=self.neighbours)
+            source = self.backbone
+            if self.anchored_to_base:  # --anchor base: the outputs the base model gave, before any request
+                source = load_base_backbone(self.history.base, self.runtime)
+            self._reference = compute_reference(source, self.forget, self.world, workers=self.runtime.workers, neighbours=self.neighbours)
         return self._reference
+
+    @property
+    def earlier_requests(self) -> bool:
+        """True when the model's ledger holds requests on this world (the request has a history to replay and a base to anchor to)."""
+        return bool(self.history.ledger.concepts_in(self.world.name))
+
+    @property
+    def anchored_to_base(self) -> bool:
+        """True when the reference outputs come from the ledger's base model rather than the model the request starts from."""
+        return self.history_options.anchor == "base" and self.earlier_requests and self.history.base is not None
+
+    def history_record(self) -> dict | None:
+        """``config.history`` of results.json for a request on a model earlier requests changed (None otherwise)."""
+        return self.history_options.record(self.forget.replayed) if self.earlier_requests else None
 
     def neighbour_record(self) -> dict:
         """What results.json records of the neighbours: K, the scope and, when drawn, the seed, the count and the sha256 of the image list."""
@@ -184,6 +201,7 @@ def open_session(
     evaluator: UnlearningEvaluator | None = None,
     neighbours: int = 0,
     neighbours_scope: str = "siblings",
+    history_options: HistoryOptions | None = None,
 ) -> Session:
     """Check the request, then load the model and score the original (``forget=None`` -> the level's request).
 
@@ -192,7 +210,8 @@ def open_session(
     for ``jsonl`` and ``imagefolder`` worlds). ``zero_shot``: ``--zero-shot`` entries (None = the
     default for the backbone, see :func:`ktmu.data.domains.parse_zero_shot`). ``neighbours``: K
     neighbour exemplars per neighbour concept (``neighbours_scope``; :mod:`ktmu.engine.neighbours`),
-    checked before the model loads.
+    checked before the model loads. ``history_options``: how the earlier requests of a checkpoint's
+    ledger are replayed and anchored to (:class:`ktmu.workflows.lineage.HistoryOptions`; default: both).
 
     ``backbone``: the model ``model`` names, already loaded; ``evaluator``: one of an earlier session
     on the same plan's test split and domains (a sequence's next step reuses both). When the
@@ -212,7 +231,9 @@ def open_session(
     check_weights(plan.ledger, backbone, model)
     if rt.compile:
         backbone.compile(rt.compile)
-    forget_set = ForgetSet.from_request(plan.request, plan.train, backbone.preprocess, max_per_concept, seed, progress=progress)
+    hopts = history_options or HistoryOptions()
+    replay = replay_indices(plan.ledger, plan.train) if hopts.replay else None
+    forget_set = ForgetSet.from_request(plan.request, plan.train, backbone.preprocess, max_per_concept, seed, progress=progress, replay=replay)
     original_scores = None
     if not evaluate or plan.test is None:
         evaluator = None
@@ -226,7 +247,7 @@ def open_session(
     history = open_history(plan.ledger, model, backbone, plan.request, evaluator, rt, plan.cumulative, original, bases)
     session = Session(backbone, plan.train.hierarchy, plan.request, forget_set, evaluator, backbone.copy_trainable(), original_scores,
                       max_per_concept, seed, rt, list(plan.notes), original_eval=evaluator.last if evaluator is not None else None,
-                      history=history, level=plan.level, neighbour_k=neighbours, neighbour_scope=neighbours_scope)
+                      history=history, level=plan.level, neighbour_k=neighbours, neighbour_scope=neighbours_scope, history_options=hopts)
     session.neighbours = session.draw_neighbours(plan.train, seed)
     return session
 
@@ -246,7 +267,9 @@ def reseed(session: Session, train: ConceptDataset, seed: int) -> Session:
     """
     if seed == session.seed:
         return session
-    forget = ForgetSet.from_request(session.request, train, session.backbone.preprocess, session.max_per_concept, seed, progress=False)
+    replay = replay_indices(session.history.ledger, train) if session.history_options.replay else None
+    forget = ForgetSet.from_request(session.request, train, session.backbone.preprocess, session.max_per_concept, seed, progress=False,
+                                    replay=replay)
     out = replace(session, forget=forget, seed=seed, _reference=None)
     out.neighbours = out.draw_neighbours(train, seed)
     return out
@@ -271,7 +294,8 @@ def run_method(session: Session, method: str, train_cfg: TrainConfig | None = No
     flags = flags_for(session.original_scores, scores, goal, change)
     record: dict = RunRecord(
         method=m.name,
-        request={**session.request.describe(), "forget_set_size": len(session.forget), "max_per_concept": session.max_per_concept},
+        request={**session.request.describe(), "forget_set_size": session.forget.own, "max_per_concept": session.max_per_concept,
+                 **({"replay_images": session.forget.replayed} if session.forget.replayed else {})},
         original=session.original_scores,
         unlearned=scores,
         summary=summary,
@@ -286,6 +310,7 @@ def run_method(session: Session, method: str, train_cfg: TrainConfig | None = No
             "epochs": log.epochs,
             "train_seconds": round(train_seconds, 2),
             "seconds": log.seconds,
+            **({"history": session.history_record()} if session.earlier_requests else {}),
         },
         seed=session.seed,
         git_commit=git_commit(),
