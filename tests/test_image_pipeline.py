@@ -221,3 +221,18 @@ def test_a_bad_image_pipeline_is_one_error_line_with_a_suggestion(capsys):
     lines = err.strip().splitlines()
     assert rc == 2 and len(lines) == 1 and lines[0].startswith("ktmu: error: --image-pipeline"), err
     assert "Did you mean 'device'?" in lines[0] and "Traceback" not in err
+
+
+def test_perf_times_the_evaluation_under_both_pipelines_when_asked(tmp_path):
+    out = tmp_path / "perf.json"
+    common = ["perf", "--model", "tiny-clip", "--methods", "nhl-kl", "--steps", "1", "--epochs", "1", "--repeats", "1", "--images", "64",
+              "--device", "cpu", "--quiet"]
+    assert main([*common, "--image-pipeline", "device", "--json", str(out)]) == 0
+    r = json.loads(out.read_text())
+    both = r["eval_by_image_pipeline"]
+    assert r["image_pipeline"] == "device" and set(both) == {"host", "device"}
+    assert all(v["eval_ratio"] > 0 and v["images_per_s"] > 0 and v["cached"] for v in both.values())
+    assert r["eval_ratio"] == both["device"]["eval_ratio"]  # the run's own pipeline
+    assert main([*common, "--json", str(out)]) == 0
+    r = json.loads(out.read_text())
+    assert r["image_pipeline"] == "host" and "eval_by_image_pipeline" not in r  # asked for only
