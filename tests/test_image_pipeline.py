@@ -81,6 +81,7 @@ def test_a_preprocess_that_cannot_be_split_keeps_the_host_path():
         assert pipeline_preprocess(preprocess, "device") is preprocess
     split = pipeline_preprocess(_mini_clip_preprocess(), "device")
     assert isinstance(split, DevicePreprocess) and pipeline_preprocess(split, "host") is split.full  # and back
+    assert pipeline_preprocess(split, "device") is split  # a session reusing a backbone keeps its sources' preprocess
 
 
 def test_an_image_wider_than_8_bits_is_refused_by_the_device_half():

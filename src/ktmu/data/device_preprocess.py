@@ -108,10 +108,9 @@ def pipeline_preprocess(preprocess: Callable, pipeline: str) -> Callable:
     images are preprocessed on the host as before. ``pipeline`` is checked by the caller (one of
     :data:`IMAGE_PIPELINES`).
     """
-    full = preprocess.full if isinstance(preprocess, DevicePreprocess) else preprocess
-    if pipeline == "host":
-        return full
-    return split_preprocess(full) or full
+    if isinstance(preprocess, DevicePreprocess):
+        return preprocess.full if pipeline == "host" else preprocess
+    return preprocess if pipeline == "host" else split_preprocess(preprocess) or preprocess
 
 
 def finish(preprocess: Callable, images: torch.Tensor) -> torch.Tensor:
