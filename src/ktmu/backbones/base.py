@@ -199,6 +199,19 @@ class Backbone:
         set_channels_last([image], enable)
         self.channels_last = enable
 
+    def set_image_pipeline(self, pipeline: str) -> bool:
+        """Where the images of sources built from :attr:`preprocess` from now on are scaled and normalised: ``host`` or ``device``.
+
+        ``device`` splits the preprocess (:mod:`ktmu.data.device_preprocess`): decode, resize and crop
+        to uint8 in the data workers, the rest where the batch lands. A preprocess that is not the
+        standard torchvision chain cannot be split and keeps the host path (no error). Returns whether
+        the images are now finished on the device.
+        """
+        from ktmu.data.device_preprocess import DevicePreprocess, pipeline_preprocess
+
+        self.preprocess = pipeline_preprocess(self.preprocess, pipeline)
+        return isinstance(self.preprocess, DevicePreprocess)
+
     # ---- what trains ----------------------------------------------------------------------------
     def set_trainable(self, choice: str) -> None:
         """Choose which parameters train: ``default``, ``both``, ``image``, ``text``, ``temperature`` or a '+'-join.

@@ -35,6 +35,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         prepare_out_file(args.json)
     backbone = load_backbone(args.model, device=rt.device, precision=rt.precision)
+    backbone.set_image_pipeline(rt.image_pipeline)
     result = evaluate_datasets(backbone, items, progress=not args.quiet, batch_size=rt.eval_batch_size, workers=rt.workers)
     say(format_eval_table(result))
     say(f"({time.time() - t0:.1f} s)")

@@ -25,6 +25,7 @@ def run(args: argparse.Namespace) -> int:
     rt = options.runtime(args)
     train = load_dataset(args.world, "train", **options.data_options(args))
     backbone = load_backbone(args.model, device=rt.device, precision=rt.precision)
+    backbone.set_image_pipeline(rt.image_pipeline)
     rows = sibling_difficulty(backbone, train, workers=rt.workers, progress=not args.quiet)
     say(f"{'concept':<12} {'sibling conf.':>13} {'text sim.':>9} {'train acc':>9}  siblings")
     for r in rows:

@@ -72,6 +72,9 @@ def add_runtime_options(sp: argparse.ArgumentParser, training: bool) -> None:
     sp.add_argument("--precision", default="fp32", help="fp32, bf16 or amp-fp16 (autocast; weights stay fp32)")
     sp.add_argument("--workers", type=int, default=0, help="DataLoader worker processes for streamed images")
     sp.add_argument("--eval-batch-size", type=int, default=256, help="images per forward pass during evaluation")
+    sp.add_argument("--image-pipeline", default="host", metavar="host|device",
+                    help="where images are scaled and normalised: host (default: wholly in the data workers) or device (the workers "
+                         "decode, resize and crop to uint8; the rest runs on the model's device, from pinned memory on CUDA)")
     if training:
         sp.add_argument("--train", default="default", help="which weights train: default, both (the study), image, text, temperature, or '+'-joined")
         sp.add_argument("--grad-checkpointing", action="store_true", help="recompute activations in backward (open_clip / hf backbones)")
@@ -185,7 +188,7 @@ def runtime(args: argparse.Namespace) -> RuntimeOptions:
 
     return resolve_runtime(args.device, args.precision, args.workers, args.eval_batch_size, train=getattr(args, "train", "default"),
                            grad_checkpointing=getattr(args, "grad_checkpointing", False), force=getattr(args, "force", False),
-                           compile=getattr(args, "compile", None))
+                           compile=getattr(args, "compile", None), image_pipeline=args.image_pipeline)
 
 
 def data_options(args: argparse.Namespace) -> dict[str, str]:

@@ -165,6 +165,7 @@ def audit_checkpoints(plan: Plan, specs: Mapping[str, str], cfg: AuditConfig, ru
     check_original(ledger, backbones["original"], specs["original"])
     for note in plan.notes:
         say(note)
+    backbones["unlearned"].set_image_pipeline(runtime.image_pipeline)
     preprocess = backbones["unlearned"].preprocess
     others = [(c.domain.open(c.root), c.domain.templates) for c in plan.domains]
     evaluator = UnlearningEvaluator(plan.request, plan.test, others, preprocess, progress=progress,

@@ -24,9 +24,11 @@ OWN_DATA_WORLDS = ("jsonl", "imagefolder")  # worlds read from the user's own fo
 
 def resolve_runtime(device: str = "auto", precision: str = "fp32", workers: int = 0, eval_batch_size: int = 256,
                     train: str = "default", grad_checkpointing: bool = False, force: bool = False,
-                    compile: str | None = None) -> RuntimeOptions:
+                    compile: str | None = None, image_pipeline: str = "host") -> RuntimeOptions:
     """Device, precision and data-loading options, checked; under ``accelerate launch`` each process takes its own GPU."""
     from ktmu.backbones.speed import COMPILE_MODES
+    from ktmu.data.device_preprocess import IMAGE_PIPELINES
+    from ktmu.registry import suggest
     from ktmu.runtime.device import check_precision, resolve_device
     from ktmu.runtime.dist import get_dist
 
@@ -41,8 +43,10 @@ def resolve_runtime(device: str = "auto", precision: str = "fp32", workers: int 
         raise UsageError("--eval-batch-size must be at least 1.")
     if compile is not None and compile not in COMPILE_MODES:
         raise UsageError(f"--compile takes no value or one of {', '.join(COMPILE_MODES)}, not {compile!r}.")
+    if image_pipeline not in IMAGE_PIPELINES:
+        raise UsageError(f"--image-pipeline takes {' or '.join(IMAGE_PIPELINES)}, not {image_pipeline!r}.{suggest(image_pipeline, list(IMAGE_PIPELINES))}")
     return RuntimeOptions(device=str(resolved), precision=precision, train=train, grad_checkpointing=grad_checkpointing,
-                          workers=workers, eval_batch_size=eval_batch_size, force=force, compile=compile)
+                          workers=workers, eval_batch_size=eval_batch_size, force=force, compile=compile, image_pipeline=image_pipeline)
 
 
 def data_options(world: str, data_root: str | None = None, hierarchy: str | None = None) -> dict[str, str]:

@@ -18,7 +18,8 @@
   no-grad forward pass of the image encoder over the forget set over one epoch's steps (what ktmu's
   rule cannot go below); ``scoring_ratio`` the scoring it does per epoch over the same.
 * ``eval_ratio``: throughput of a full zero-shot evaluation (steady state) over the bare image encoder's
-  forward on the same, already preprocessed, images.
+  forward on the same, already preprocessed, images; with ``--image-pipeline device``,
+  ``eval_by_image_pipeline`` holds it for both pipelines, timed in the same rounds.
 * ``peak_mem_mb``, ``mfu`` (plain step FLOPs / time / the device's peak for the run's precision),
   ``attention_ops``, ``host_syncs_per_step`` (CUDA), ``profile`` (``--profile``).
 
@@ -171,6 +172,7 @@ def setup(opts: PerfOptions) -> Bench:
         torch.cuda.reset_peak_memory_stats(device)
     backbone = load_backbone(opts.model, device=rt.device, precision=rt.precision)
     backbone.set_trainable(rt.train)
+    split = backbone.set_image_pipeline(rt.image_pipeline)
     if rt.grad_checkpointing:
         backbone.set_grad_checkpointing(True)
     n_forget = opts.batch_size * opts.steps
@@ -192,7 +194,9 @@ def setup(opts: PerfOptions) -> Bench:
                   if any(METHODS.get(m).needs_neighbours for m in methods) else None)
     original = backbone.copy_trainable()
     reference = compute_reference(backbone, forget, world, workers=rt.workers, neighbours=neighbours)
-    return Bench(opts, rt, backbone, world, forget, evalset, original, reference, neighbours)
+    notes = [] if split or rt.image_pipeline == "host" else [f"--image-pipeline device: {backbone.name}'s preprocessing is not the "
+                                                             "standard torchvision chain, so its images are preprocessed on the host"]
+    return Bench(opts, rt, backbone, world, forget, evalset, original, reference, neighbours, notes)
 
 
 def load_average() -> float | None:
@@ -212,7 +216,7 @@ def run_perf(opts: PerfOptions, progress: bool = False) -> dict:
     bench = setup(opts)
     rt = bench.runtime
     record: dict = {"model": bench.backbone.name, "device": str(bench.device), "precision": rt.precision, "train": rt.train,
-                    "batch_size": opts.batch_size, "repeats": opts.repeats}
+                    "batch_size": opts.batch_size, "repeats": opts.repeats, "image_pipeline": rt.image_pipeline}
     t0 = time.perf_counter()
     steps = steps_part(bench, progress)
     record.update(steps)
@@ -228,6 +232,9 @@ def run_perf(opts: PerfOptions, progress: bool = False) -> dict:
                         "clock": "wall time" if bench.device.type == "cuda" else "process CPU time (fastest step of each cell on CPU)",
                         "load_average": [load_start, load_average()], "seconds": round(time.perf_counter() - t0, 1)}
     record["notes"] = bench.notes
+    for source in (bench.forget.source, bench.neighbours.source if bench.neighbours else None):
+        if source is not None:
+            source.close()  # their persistent DataLoader workers, if any
     return record
 
 
@@ -281,7 +288,9 @@ def format_perf(r: dict) -> str:
               f"against its floor {r['scoring_floor']:.3f} (one no-grad image pass over {o['forget_images']} forget images)",
               "  " + ", ".join(f"{k} {v:.2f} s" for k, v in r["overhead_seconds"].items()) + f"; steps {r['overhead_run']['steps_seconds']:.2f} s",
               f"eval_ratio (evaluation / bare image forward throughput): {r['eval_ratio']:.3f}  "
-              f"({r['eval_images_per_s']:.0f} vs {r['bare_images_per_s']:.0f} images/s)",
+              f"({r['eval_images_per_s']:.0f} vs {r['bare_images_per_s']:.0f} images/s)"
+              + "".join(f"\n  --image-pipeline {k}: eval_ratio {v['eval_ratio']:.3f} ({v['images_per_s']:.0f} images/s"
+                        f"{', preprocessed once' if v['cached'] else ', streamed'})" for k, v in r.get("eval_by_image_pipeline", {}).items()),
               f"plain step: {r['train_images_per_s']:.1f} images/s, {r['step_tflops']:.3f} TFLOP per step"
               + (f", MFU {100 * r['mfu']:.1f} % of the device's {r['precision']} peak ({r['mfu_peak_tflops']:.0f} TFLOP/s)" if r.get("mfu") else ""),
               "attention ops: " + "; ".join(f"{k}: {', '.join(v) or 'none fused'}" for k, v in r["attention_ops"].items()),

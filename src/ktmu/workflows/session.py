@@ -52,6 +52,7 @@ class RuntimeOptions:
     force: bool = False  # run (and flag) a request whose original model does not know the concept
     workers: int = 0  # DataLoader worker processes for streamed images
     eval_batch_size: int = 256  # images per forward pass during evaluation
+    image_pipeline: str = "host"  # host: preprocess wholly in the data workers, as ever; device: uint8 from them, normalised on the device
 
 
 @dataclass
@@ -226,6 +227,7 @@ def open_session(
     if backbone is None:
         backbone = load_backbone(model, device=rt.device, precision=rt.precision)
     backbone.set_trainable(rt.train)
+    backbone.set_image_pipeline(rt.image_pipeline)
     if rt.grad_checkpointing:
         backbone.set_grad_checkpointing(True)
     check_weights(plan.ledger, backbone, model)
