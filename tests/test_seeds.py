@@ -134,8 +134,8 @@ def test_unlearn_over_two_seeds(tmp_path, capsys, monkeypatch):
     drawn = []
     original = ForgetSet.from_request.__func__
 
-    def spy(cls, request, train, preprocess, max_per_concept=150, seed=0, progress=False):
-        fs = original(cls, request, train, preprocess, max_per_concept, seed, progress)
+    def spy(cls, request, train, preprocess, max_per_concept=150, seed=0, progress=False, replay=None):
+        fs = original(cls, request, train, preprocess, max_per_concept, seed, progress, replay)
         drawn.append((seed, tuple(fs.source.indices.tolist())))
         return fs
 
