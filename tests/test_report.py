@@ -330,3 +330,33 @@ def test_a_sequence_gets_its_table_and_its_course_not_per_method_figures(tmp_pat
     assert data["utility"] == [99.8, 97.9, 99.7] and data["zero_shot"] == [97.8, 95.0, 96.2] and data["base_zero_shot"] == 98.8
     html = build_report([tmp_path / "seq"]).html
     assert "Requests over time" in html and "<td>base</td>" in html.replace(' class="text"', "")
+
+
+# ---- the K-curve (issue 13): removal against neighbour data -------------------------------------------------------
+def _kcurve_row(method: str, k: int, probe: float, relearn: float, oracle_probe: float, request: dict = SHIRT) -> dict:
+    audit = lambda p, r: {"linear_probe": {"forgotten_recall": p}, "relearn": {"forget": {"at_50": r}}}  # noqa: E731
+    return {**_row(method, 90.0, 99.0, 98.0, request), "neighbours": {"k": k, "scope": "all"},
+            "audit": {"models": {"original": audit(77.0, 72.0), "unlearned": audit(probe, relearn), "oracle": audit(oracle_probe, 20.0)}}}
+
+
+def test_the_k_curve_gathers_each_methods_audit_by_k_with_the_oracle_of_each_draw():
+    k0 = Run("k0", "bench", label="k0", original={"zero_shot": 98.8}, request=SHIRT, rows=[_kcurve_row("nhl-kl", 0, 72.0, 70.0, 57.0)])
+    k16 = Run("k16", "bench", label="k16", original={"zero_shot": 98.8}, request=SHIRT,
+              rows=[_kcurve_row("merge-mmd", 16, 62.0, 46.0, 59.0), _kcurve_row("scrub", 16, 67.0, 75.0, 59.0)])
+    lonely = Run("coat", "bench", label="coat", original={"zero_shot": 98.8}, request=COAT, rows=[_kcurve_row("nhl-kl", 0, 1.0, 1.0, 1.0, COAT)])
+    (g,) = D.kcurve_data([k0, k16, lonely])  # coat has one K only: no curve
+    assert g["ks"] == [0, 16] and g["request"] == "forget shirt (fine goal) in world fashion"
+    assert g["methods"]["merge-mmd"][16]["probe_recall"] == {"value": 62.0, "low": None, "high": None}
+    assert g["methods"]["nhl-kl"][0]["relearn_at_50"]["value"] == 70.0 and set(g["methods"]) == {"nhl-kl", "merge-mmd", "scrub"}
+    assert g["methods"]["scrub"][16]["qu"]["value"] == pytest.approx(2 * 90 * 99 / 189)
+    assert {k: v["probe_recall"]["value"] for k, v in g["oracle"].items()} == {0: 57.0, 16: 59.0}
+    assert D.kcurve_data([k0]) == []
+    assert [f.slug for f in plan_figures([k0, k16]) if f.slug.startswith("kcurve")] == ["kcurve-1"]
+
+
+def test_an_audited_bench_with_an_oracle_gets_its_headline_table():
+    acc = lambda fine, zs: {"forget_coarse": 99.0, "forget_fine": fine, "retain_coarse": 90.0, "retain_fine": 85.0, "zero_shot": zs}  # noqa: E731
+    run = Run("k16", "bench", label="k16", original=acc(80.0, 98.8), request=SHIRT, rows=[_kcurve_row("merge-mmd", 16, 62.0, 46.0, 59.0)])
+    run.rows[0].update(unlearned=acc(1.0, 98.0), qu_ca=95.0)
+    html = headline_table(run)
+    assert ">oracle<" in html and "62.0" in html and "59.0" in html

@@ -208,6 +208,51 @@ def probe_data(run: Run) -> dict | None:
             "oracle": any(m["role"] == "oracle" for m in models)}
 
 
+KCURVE_KEYS = {"qu": "Q-U", "probe_recall": "linear-probe recall", "knn_recall": "kNN-probe recall", "soft_prompt": "soft-prompt attack",
+               "relearn_at_50": "relearn@50"}  # what the K-curve draws against K (docs/audit.md, "the K-curve")
+
+
+def _kcurve_point(row: Mapping, rec: Mapping, key: str) -> dict | None:
+    """One K-curve value of a row: ``qu`` from the row's summary, the rest from the audit record ``rec``; None when missing."""
+    if key == "qu":
+        value, iv = metric(row, "qu"), interval(row, "qu")
+        return None if value is None else {"value": value, "low": iv[0] if iv else None, "high": iv[1] if iv else None}
+    value, hiv = headline(rec, key)
+    if number(value) is None:
+        return None
+    return {"value": float(value), "low": hiv.low if hiv else None, "high": hiv.high if hiv else None}
+
+
+def kcurve_data(runs: Iterable[Run]) -> list[dict]:
+    """Removal against neighbour data: per request, each method's audited numbers at each ``--neighbours K``, and the oracle's.
+
+    Reads audited bench and unlearn runs (each row's ``neighbours.k``, 0 when absent). A request
+    gets a curve only when its rows span at least two values of K. The oracle's numbers are each
+    run's own (its audit draws avoid that run's neighbours), kept per K. Example: benches at K = 0
+    and K = 16 of forget shirt -> one group, ``ks == [0, 16]``, each method's values by K.
+    """
+    groups: dict[tuple, dict] = {}
+    for run in runs:
+        for row in run.rows:
+            unlearned = dig(row, "audit", "models", "unlearned")
+            if not isinstance(unlearned, Mapping):
+                continue
+            k = int(number(dig(row, "neighbours", "k")) or 0)
+            request = row.get("request") or run.request
+            g = groups.setdefault(request_key(request), {"request": describe_request(request), "methods": {}, "oracle": {}})
+            values = {key: v for key in KCURVE_KEYS if (v := _kcurve_point(row, unlearned, key)) is not None}
+            g["methods"].setdefault(str(row.get("method", "?")), {})[k] = values
+            oracle = dig(row, "audit", "models", "oracle")
+            if isinstance(oracle, Mapping) and k not in g["oracle"]:
+                g["oracle"][k] = {key: v for key in KCURVE_KEYS if key != "qu" and (v := _kcurve_point(row, oracle, key)) is not None}
+    out = []
+    for g in groups.values():
+        ks = sorted({k for by_k in g["methods"].values() for k in by_k})
+        if len(ks) > 1:
+            out.append({**g, "ks": ks, "metrics": dict(KCURVE_KEYS)})
+    return out
+
+
 def sibling_data(run: Run) -> dict | None:
     """Each kept concept's accuracy change against its text similarity to the forgotten concepts (first seed)."""
     models = []

@@ -116,3 +116,33 @@ def sibling_figure(data: Mapping, palette: Mapping[str, str]) -> Figure:
            title="Damage to kept concepts against how close their names are (circles: siblings, triangles: others)")
     ax.legend(loc="best", fontsize=7)
     return fig
+
+
+def kcurve_figure(data: Mapping, palette: Mapping[str, str]) -> Figure:
+    """Each audited number against the neighbour exemplars per concept (K, evenly spaced): one line per method, the oracle dotted."""
+    ks, metrics = data["ks"], data["metrics"]
+    fig = new_figure(3.4)
+    axes = fig.subplots(1, len(metrics), squeeze=False)[0]
+    at = {k: i for i, k in enumerate(ks)}
+    for ax, (key, label) in zip(axes, metrics.items()):
+        for method, by_k in data["methods"].items():
+            points = [(at[k], v[key]) for k, v in sorted(by_k.items()) if key in v]
+            if not points:
+                continue
+            xs = [x for x, _ in points]
+            ys = [p["value"] for _, p in points]
+            err = [[max(0, p["value"] - p["low"]) if p["low"] is not None else 0 for _, p in points],
+                   [max(0, p["high"] - p["value"]) if p["high"] is not None else 0 for _, p in points]]
+            ax.errorbar(xs, ys, yerr=err, marker="o", ms=4, lw=1.5, capsize=2, color=palette.get(method, ORIGINAL), label=method)
+        oracle = [(at[k], v[key]) for k, v in sorted(data["oracle"].items()) if key in v and k in at]
+        if oracle:
+            xs = [x for x, _ in oracle]
+            ax.plot(xs, [p["value"] for _, p in oracle], color=ORACLE, ls=":", marker="s", ms=3, label="oracle")
+            if all(p["low"] is not None for _, p in oracle):
+                ax.fill_between(xs, [p["low"] for _, p in oracle], [p["high"] for _, p in oracle], color=ORACLE, alpha=0.12, lw=0)
+        ax.set_xticks(range(len(ks)), [str(k) for k in ks])
+        ax.set(xlabel="K", title=label, ylim=(-3, 103))
+    axes[0].set_ylabel("%")
+    axes[0].legend(loc="lower left", fontsize=7)
+    fig.suptitle("Removal against K, the neighbour images per kept concept a method learns from (green: the oracle)", fontsize=10)
+    return fig

@@ -102,6 +102,12 @@ def plan_figures(runs: Sequence[Run]) -> list[PageFigure]:
             if d is not None:
                 section = {"probes": "audit", "relearn": "audit", "mass": "audit", "siblings": "audit"}.get(slug, slug)
                 out.append(PageFigure(section, f"{slug}-{_slug(label)}", title, caption, d, lambda d=d, draw=draw: draw(d)))
+    for i, g in enumerate(D.kcurve_data(methods_runs), 1):
+        out.append(PageFigure("audit", f"kcurve-{i}", f"Removal against neighbour data: the K-curve ({g['request']})",
+                              "Each audited number of each method against K, the neighbour images per concept it learned from "
+                              "(means over seeds, bars = 95 % intervals where recorded); green dotted: the oracle that never "
+                              "learned the concept, measured with the same draws. Removal is where a method meets the oracle.",
+                              g, lambda g=g: A.kcurve_figure(g, palette)))
     for run in runs:
         seq = D.sequence_data(run)
         if seq is not None:

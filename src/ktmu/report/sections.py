@@ -129,7 +129,7 @@ def headline_table(run: Run) -> str:
     except (KeyError, TypeError, AttributeError) as e:  # a record from another ktmu version: say so rather than fail
         return note(f"{run.label}: its records lack what the results table needs ({type(e).__name__}: {e}); the figures below "
                     "show what they do hold.")
-    classes = ["original"] + [""] * len(run.rows)
+    classes = ["original"] + [""] * (len(rows) - 1)  # table_rows may add rows of its own (an audited bench's oracle)
     rows += [[m] + ["not finished"] + [""] * (len(head) - 2) for m in run.missing]
     classes += ["missing"] * len(run.missing)
     return table(head, rows, row_classes=classes, flag_column=len(head) - 1)
