@@ -99,8 +99,8 @@ class HistoryOptions:
 
     Both defaults were chosen on the embedded chain shirt -> coat -> sandal (nhl-kl, seed 0, step 3):
     cumulative Utility 95.19 / zero-shot 81.3 % with neither (the model drifts a little more with
-    each step and nothing holds what it says of the earlier concepts' images), 95.45 / 90.9 with
-    replay alone, 74.85 / 85.9 with the base anchor alone, 99.65 / 96.5 with both (docs/sequences.md).
+    each step and nothing holds what it says of the earlier concepts' images), 95.21 / 87.6 with
+    replay alone, 74.85 / 85.9 with the base anchor alone, 99.37 / 96.2 with both (docs/sequences.md).
     On a model no request changed neither does anything: a single request is what it always was.
     """
 
@@ -256,12 +256,16 @@ def ledger_entry(session: Session, record: dict, sha256: str) -> LedgerEntry:
     return LedgerEntry(
         world=session.world.name, goal=req.goal, concepts=req.concepts, forget_fine=tuple(req.describe()["forget_fine"]),
         forget_coarse=tuple(req.describe()["forget_coarse"]), level=session.level, method=record["method"],
-        hyperparameters=dict(record["config"]["method"]),
-        train={**record["config"]["train"], **({"history": record["config"]["history"]} if "history" in record["config"] else {})}, seed=int(record["seed"]),
+        hyperparameters=dict(record["config"]["method"]), train=_train_settings(record["config"]), seed=int(record["seed"]),
         forget_set_size=session.forget.own, max_per_concept=session.max_per_concept, forced=session.runtime.force,
         weights_sha256=sha256, commit=record["git_commit"], ktmu_version=__version__,
         date=datetime.now(timezone.utc).isoformat(timespec="seconds"),
     )
+
+
+def _train_settings(config: dict) -> dict:
+    """A ledger entry's ``train``: the trainer settings that ran, and how the request kept the earlier ones (``history``) where it had any."""
+    return {**config["train"], **({"history": config["history"]} if "history" in config else {})}
 
 
 def save_checkpoint(session: Session, path: str | Path, record: dict, metadata: dict[str, str]) -> Ledger:
