@@ -160,6 +160,7 @@ OTHER_COMMAND_CASES = [
     (["levels", "--model", "tiny-clip", "--quiet", "--world", "jsonl"], "--world jsonl reads your own images: add --data-root DIR"),
     ([*AUDIT, "--relearn-steps", "0"], "--relearn-steps must be at least 1, got 0"),
     ([*AUDIT, "--relearn-images", "0"], "--relearn-images must be at least 1, got 0"),
+    ([*AUDIT, "--relearn-lr", "0"], "--relearn-lr must be a positive finite learning rate such as 1e-4, got 0.0"),
     ([*AUDIT, "--probe-per-class", "0"], "at least 1 train image per class, got 0"),
     ([*AUDIT, "--seeds", "0"], "--seeds must be at least 1, got 0"),
     (["pretrain", "--out", "OUT/m.safetensors", "--lr", "-1"], "--lr must be a positive finite learning rate, got -1.0"),

@@ -115,3 +115,15 @@ def test_merge_discrepancy_merges_each_parent_into_its_own_neighbours():
     assert merge_discrepancy(b, nb).item() == pytest.approx(expected, abs=1e-6)
     orphan = NeighbourBatch(torch.zeros(1, 2), torch.zeros(1, 2), torch.tensor([0]), torch.tensor([0]), image_features=e[0:1])
     assert merge_discrepancy(b, orphan).item() == pytest.approx(0.5 * mmd_rbf(e[1:2], e[0:1]).item(), abs=1e-6)  # no parent-1 neighbour: all
+
+
+def test_tar_merge_mmd_tamper_loss_by_hand_and_its_adversary():
+    tar = build_method("tar-merge-mmd")
+    b = _forget([[3.0, 1.0, 0.0], [0.0, 1.0, 3.0]], [[0.0, 0.0]] * 2, [0, 0], [0, 0], forget_coarse=(False, False))
+    assert tar.tamper_loss(b).item() == pytest.approx(2.0)  # max(0, 3 - 1 + 2) = 4 and max(0, 0 - 3 + 2) = 0
+    adv = tar.relearning_adversary()
+    assert (adv.steps, adv.lr, adv.weight) == (4, 1e-3, 30.0)
+    assert build_method("merge-mmd").relearning_adversary() is None
+    assert build_method("tar-nhl-kl").tamper_loss(b).item() == pytest.approx(2.0)  # the same hinge, with no neighbours
+    r = _forget([[2.0, 0.0, 1.0]], [[0.0, 0.0]], [0], [0], ref_fine=[[1.0, 0.0, 0.0]], ref_coarse=[[0.0, 0.0]])
+    assert build_method("tar-nhl-kl").loss(r)["loss"].item() == build_method("nhl-kl").loss(r)["loss"].item()

@@ -60,8 +60,8 @@ def _for(method, **kw):
 
 def test_the_studys_nine_methods_and_ours_are_registered():
     study = ["ga", "gdiff", "ga-kl", "relabel", "salun", "me-gd", "task-vector", "npo-kl", "nhl-kl"]
-    neighbours = ["gdiff-retain", "salun-retain", "scrub", "merge-mmd"]  # the ones that learn from neighbour exemplars
-    assert METHODS.names() == sorted(study + ["simnpo", "feat-orth", "sam-nhl-kl"] + neighbours)
+    neighbours = ["gdiff-retain", "salun-retain", "scrub", "merge-mmd", "tar-merge-mmd"]  # the ones that learn from neighbour exemplars
+    assert METHODS.names() == sorted(study + ["simnpo", "feat-orth", "sam-nhl-kl", "tar-nhl-kl"] + neighbours)
     assert sorted(n for n in METHODS.names() if METHODS.get(n).needs_neighbours) == sorted(neighbours)
 
 

@@ -107,6 +107,21 @@ def test_sharpness_aware_step_moves_the_weights_back_and_takes_the_ascended_grad
     assert w.detach().tolist() == [1.0, 0.0] and w.grad.tolist() == pytest.approx([4 * 1.5 ** 3, 0.0])
 
 
+def test_the_simulated_relearning_attack_leaves_the_weights_where_they_were(tiny_backbone, toy_world, toy_train):
+    """tar-merge-mmd with a zero tamper weight trains bit for bit as merge-mmd: the attack's steps are undone; with weight 1 it differs."""
+    forget, near = _toy(tiny_backbone, toy_world, toy_train)
+    start = tiny_backbone.copy_trainable()
+    cfg = TrainConfig(lr=1e-3, epochs=2, batch_size=4)
+    runs = {}
+    for name, kw in (("merge-mmd", {}), ("tar-merge-mmd", {"tamper_weight": 0.0}), ("tar", {"tamper_weight": 1.0})):
+        tiny_backbone.load_trainable(start)
+        method = build_method("tar-merge-mmd" if name == "tar" else name, **kw)
+        unlearn(tiny_backbone, method, forget, toy_world, cfg, progress=False, neighbours=near)
+        runs[name] = tiny_backbone.copy_trainable()
+    assert all(torch.equal(runs["merge-mmd"][k], v) for k, v in runs["tar-merge-mmd"].items())
+    assert any(not torch.equal(runs["merge-mmd"][k], v) for k, v in runs["tar"].items())
+
+
 def test_cli_refuses_a_neighbour_method_without_neighbours_in_one_line(tmp_path, capsys):
     out = tmp_path / "out"
     assert main(["unlearn", "--method", "merge-mmd", *TINY, "--out", str(out)]) == 2
@@ -120,7 +135,7 @@ def test_a_bench_without_neighbours_leaves_out_the_methods_that_need_them_and_re
     from ktmu.workflows.bench import bench_methods
 
     runs, skipped = bench_methods(None, 0)
-    assert skipped == sorted(["gdiff-retain", "merge-mmd", "salun-retain", "scrub"]) and set(runs) | set(skipped) == set(METHODS.names())
+    assert skipped == sorted(["gdiff-retain", "merge-mmd", "salun-retain", "scrub", "tar-merge-mmd"]) and set(runs) | set(skipped) == set(METHODS.names())
     assert bench_methods(None, 16) == (METHODS.names(), [])
     with pytest.raises(TrainingError, match="scrub"):
         bench_methods(["ga", "scrub"], 0)

@@ -93,6 +93,7 @@ def test_audit_config_from_budgets():
     assert (cfg.relearn.steps, cfg.relearn.images_per_concept, cfg.relearn.seed) == ((0, 10, 25, 50), 4, 3)
     with pytest.raises(UsageError, match="--relearn-steps must be at least 1, got 0"):
         audit_config(relearn_steps=0)
+    assert cfg.relearn.lr == 1e-4 and audit_config(relearn_lr=3e-4).relearn.lr == 3e-4  # the attack's rate: 1e-4 unless given
 
 
 def test_perf_options_that_would_measure_nothing_are_refused():

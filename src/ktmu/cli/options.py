@@ -149,6 +149,7 @@ def add_audit_budget_options(sp: argparse.ArgumentParser, prefix: str = "") -> N
     sp.add_argument("--relearn-steps", type=int, default=RELEARN_STEPS,
                     help=prefix + "relearning budget in steps (curve at 0, 10, 25, 50 and each doubling up to the budget; under 50: 0, 1/5, 1/2, all)")
     sp.add_argument("--relearn-images", type=int, default=RelearnConfig.images_per_concept, help=prefix + "relearning images per concept")
+    sp.add_argument("--relearn-lr", type=float, default=RelearnConfig.lr, help=prefix + "the relearning attack's learning rate (AdamW)")
 
 
 def add_out_folder(sp: argparse.ArgumentParser, holds: str, overwrite: str | None = None) -> None:
@@ -237,7 +238,7 @@ def audit_config(args: argparse.Namespace) -> AuditConfig:
     """The audit budget flags (``ktmu audit``, ``unlearn`` / ``bench --audit``); the run's neighbour setting."""
     from ktmu.audit.options import audit_config as config
 
-    budgets = {k: getattr(args, k) for k in ("probe_per_class", "relearn_steps", "relearn_images") if hasattr(args, k)}
+    budgets = {k: getattr(args, k) for k in ("probe_per_class", "relearn_steps", "relearn_images", "relearn_lr") if hasattr(args, k)}
     return config(max_per_concept=args.max_per_concept, seed=args.seed, neighbours=getattr(args, "neighbours", 0) or 0,
                   neighbours_scope=getattr(args, "neighbours_scope", None) or "siblings", **budgets)
 
@@ -276,7 +277,8 @@ def audit_key(args: argparse.Namespace, request) -> bool | dict:
     if not args.audit:
         return False
     def budgets(cfg: AuditConfig) -> dict:
-        return {"probe_per_class": cfg.probe_per_class, "relearn_steps": max(cfg.relearn.steps), "relearn_images": cfg.relearn.images_per_concept}
+        return {"probe_per_class": cfg.probe_per_class, "relearn_steps": max(cfg.relearn.steps), "relearn_images": cfg.relearn.images_per_concept,
+                "relearn_lr": cfg.relearn.lr}
 
     default = budgets(audit_config(argparse.Namespace(max_per_concept=args.max_per_concept, seed=args.seed)))
     given = {k: v for k, v in budgets(audit_config(args)).items() if v != default[k]}  # only what differs: earlier benches keep their keys

@@ -4,7 +4,10 @@ Per step: one forget-set batch (split across processes under ``accelerate launch
 chosen prompt template (as in the study), text features for all fine and coarse class names under
 that template (:class:`ktmu.backbones.encode.TemplateTextFeatures`: computed once per template
 when no text weight trains), and the method's loss on the resulting logits (:class:`StepInputs`
-builds the step's :class:`ktmu.methods.Batch`). The frozen original model's outputs are computed
+builds the step's :class:`ktmu.methods.Batch`). Two method hooks change the step itself: a
+sharpness radius (the gradient is taken at the worst nearby weights) and a relearning adversary (a
+simulated fine-tuning attack whose tamper-loss gradient joins the step's: :func:`_resist_relearning`).
+The frozen original model's outputs are computed
 once (:mod:`ktmu.engine.reference`) and only when the method needs them. Weights are trained in
 eval mode: batch-norm statistics of a forget-set-only stream would otherwise drift and damage
 every other concept. The optimiser, grad scaler, masks and all-reduce are
@@ -28,6 +31,7 @@ from typing import Iterator
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ktmu.backbones import Backbone
@@ -44,6 +48,7 @@ from ktmu.engine.selection import (STUDY_KEEPS_HIGHEST, BestWeights, Candidate, 
                                    resolve_selection, selection_rule)
 from ktmu.errors import KtmuError
 from ktmu.methods import Batch, NeighbourBatch, UnlearningMethod
+from ktmu.methods.base import Adversary
 from ktmu.methods.masks import saliency_mask
 from ktmu.prompts import eval_templates, train_templates
 from ktmu.runtime.dist import Dist, DistError, get_dist
@@ -252,12 +257,51 @@ def _train_step(run: _Run, batch_positions: torch.Tensor, images: torch.Tensor, 
     if radius:  # sharpness-aware: the step takes the gradient at the worst nearby weights (same images, template and neighbours)
         with run.core.perturbed(radius):
             run.core.backward(run.method.loss(run.inputs.batch(images, pos, template, near))["loss"], share)
+    adversary = run.method.relearning_adversary()
+    if adversary is not None:  # the tamper loss joins the logged terms ("loss" stays what the step minimised first)
+        tamper = _resist_relearning(run, adversary, images, pos, template, near, share) if len(pos) >= 2 else terms["loss"].new_zeros(())
+        terms = {**terms, "tamper": tamper}
     with torch.no_grad():
         hits = (batch.fine_logits.argmax(1) == batch.fine_target).sum().float()
         values = torch.stack([*(v.detach().float() * len(pos) / len(batch_positions) for v in terms.values()), hits])
     run.core.step()
     run.schedule.after_step()
     return list(terms), values
+
+
+def _resist_relearning(run: _Run, adversary: Adversary, images: torch.Tensor, pos: torch.Tensor, template: int,
+                       near: tuple[torch.Tensor, torch.Tensor] | None, share: float) -> torch.Tensor:
+    """Add the tamper loss's gradient at relearned weights to the step's gradient (first order; see ``relearning_adversary``); the tamper loss.
+
+    The attack: ``adversary.steps`` Adam steps of cross-entropy on the true fine labels of the first
+    half of the step's forget images (and of its neighbour images), from the step's weights, with an
+    optimiser of its own. At the attacked weights the method's :meth:`tamper_loss` on the other half
+    is differentiated; then the step's weights come back, their gradient the step's plus ``weight`` x that one.
+    """
+    params = run.core.params
+    saved = {k: p.detach().clone() for k, p in params.items()}
+    grads = {k: p.grad.clone() for k, p in params.items() if p.grad is not None}
+    half = len(pos) // 2
+    attack = torch.optim.Adam(params.values(), lr=adversary.lr)
+    for _ in range(adversary.steps):
+        attack.zero_grad(set_to_none=True)
+        b = run.inputs.batch(images[:half], pos[:half], template, near)
+        loss = F.cross_entropy(b.fine_logits.float(), b.fine_target)
+        if b.neighbours is not None:
+            loss = loss + F.cross_entropy(b.neighbours.fine_logits.float(), b.neighbours.fine_target)
+        (loss * share).backward()
+        run.dist.all_reduce_grads_(params.values())
+        attack.step()
+    attack.zero_grad(set_to_none=True)
+    tamper = run.method.tamper_loss(run.inputs.batch(images[half:], pos[half:], template, near)).float()
+    (tamper * adversary.weight * share).backward()
+    run.dist.all_reduce_grads_(params.values())
+    with torch.no_grad():
+        for k, p in params.items():
+            p.copy_(saved[k])
+            if k in grads:
+                p.grad = grads[k] if p.grad is None else p.grad.add_(grads[k])
+    return tamper.detach()
 
 
 def _train_epoch(run: _Run, epoch: int, bar: tqdm) -> tuple[dict[str, float], float]:

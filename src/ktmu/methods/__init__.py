@@ -25,6 +25,8 @@ METHODS.register("salun-retain", "ktmu.methods.salun_retain:SalUnRetain")
 METHODS.register("scrub", "ktmu.methods.scrub:SCRUB")
 METHODS.register("merge-mmd", "ktmu.methods.merge_mmd:MergeMMD")
 METHODS.register("sam-nhl-kl", "ktmu.methods.sam_nhl_kl:SAMNHLKL")
+METHODS.register("tar-merge-mmd", "ktmu.methods.tar_merge_mmd:TARMergeMMD")
+METHODS.register("tar-nhl-kl", "ktmu.methods.tar_nhl_kl:TARNHLKL")
 
 
 def build_method(name: str, /, **overrides: Any) -> UnlearningMethod:

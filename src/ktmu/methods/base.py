@@ -124,6 +124,31 @@ class UnlearningMethod:
         """
         return None
 
+    def relearning_adversary(self) -> "Adversary | None":
+        """The relearning attack the trainer simulates at every step against this loss (tamper resistance), or None.
+
+        With an :class:`Adversary` the trainer fine-tunes a copy of the step's weights on half of
+        the step's forget images with their true labels (and the neighbours with theirs), ``steps``
+        Adam steps at ``lr``, and adds ``weight`` x the gradient of :meth:`tamper_loss` on the other
+        half, taken at the attacked weights (first order, as MAML's and TAR's approximations), to
+        the step's gradient: the weights are pushed to where a few steps of relearning do not bring
+        the concept back.
+        """
+        return None
+
+    def tamper_loss(self, batch: Batch) -> torch.Tensor:
+        """The loss, at the attacked weights, of forget images the attack did not train on (with :meth:`relearning_adversary`)."""
+        raise NotImplementedError(f"method {self.name!r} simulates a relearning attack but defines no tamper_loss.")
+
+
+@dataclass(frozen=True)
+class Adversary:
+    """The simulated relearning attack of :meth:`UnlearningMethod.relearning_adversary`."""
+
+    steps: int  # Adam steps of the attack per training step
+    lr: float  # the attack's learning rate
+    weight: float  # the weight of the tamper loss's gradient in the step's
+
 
 def forgotten_mask(logits: torch.Tensor, target: torch.Tensor, classes: torch.Tensor | None) -> torch.Tensor:
     """(B, K) mask of the classes each sample must not be assigned: its target plus the request's forgotten classes."""

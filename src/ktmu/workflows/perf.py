@@ -269,7 +269,8 @@ def format_perf(r: dict) -> str:
              f"plain cross-entropy step: {r['step_seconds']['plain-ce'] * 1000:.1f} ms",
              "step_ratio (method step / plain step, median of rounds): " + _fmt_ratios(r["step_ratio"]),
              f"  worst {max(r['step_ratio'].values()):.2f}; widest spread {_widest(r['step_ratio_spread'])}; worst per forward-backward "
-             f"pass {max(r['step_ratio_per_gradient'].values()):.2f} (sharpness-aware methods take 2 a step)"]
+             f"pass {max(r['step_ratio_per_gradient'].values()):.2f} (sharpness-aware methods take 2 a step, tar-merge-mmd 1 + its attack's "
+             "steps + 1)"]
     near = [m for m, y in r.get("step_ratio_yardstick", {}).items() if y != "plain-ce"]
     if near:
         lines.append(f"  {', '.join(near)}: against a plain step on the same forget and neighbour images "
