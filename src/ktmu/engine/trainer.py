@@ -259,7 +259,9 @@ def _train_step(run: _Run, batch_positions: torch.Tensor, images: torch.Tensor, 
             run.core.backward(run.method.loss(run.inputs.batch(images, pos, template, near))["loss"], share)
     adversary = run.method.relearning_adversary()
     if adversary is not None:  # the tamper loss joins the logged terms ("loss" stays what the step minimised first)
-        tamper = _resist_relearning(run, adversary, images, pos, template, near, share) if len(pos) >= 2 else terms["loss"].new_zeros(())
+        # every process needs two images to split (the same test on every process: the attack's all-reduces must match)
+        splits = len(batch_positions) >= 2 * run.dist.world
+        tamper = _resist_relearning(run, adversary, images, pos, template, near, share) if splits else terms["loss"].new_zeros(())
         terms = {**terms, "tamper": tamper}
     with torch.no_grad():
         hits = (batch.fine_logits.argmax(1) == batch.fine_target).sum().float()
@@ -276,7 +278,9 @@ def _resist_relearning(run: _Run, adversary: Adversary, images: torch.Tensor, po
     The attack: ``adversary.steps`` Adam steps of cross-entropy on the true fine labels of the first
     half of the step's forget images (and of its neighbour images), from the step's weights, with an
     optimiser of its own. At the attacked weights the method's :meth:`tamper_loss` on the other half
-    is differentiated; then the step's weights come back, their gradient the step's plus ``weight`` x that one.
+    is differentiated; then the step's weights come back, their gradient the step's plus ``weight`` x that one
+    (scaled and masked as the step's is). The attack's own steps use no grad scaler: under amp-fp16 its
+    smallest gradients may underflow, which weakens the simulated attack, not the step.
     """
     params = run.core.params
     saved = {k: p.detach().clone() for k, p in params.items()}
@@ -294,11 +298,14 @@ def _resist_relearning(run: _Run, adversary: Adversary, images: torch.Tensor, po
         attack.step()
     attack.zero_grad(set_to_none=True)
     tamper = run.method.tamper_loss(run.inputs.batch(images[half:], pos[half:], template, near)).float()
-    (tamper * adversary.weight * share).backward()
+    weighted, scaler = tamper * adversary.weight * share, run.core.scaler
+    (scaler.scale(weighted) if scaler is not None else weighted).backward()  # on the step's gradient scale (amp-fp16)
     run.dist.all_reduce_grads_(params.values())
     with torch.no_grad():
         for k, p in params.items():
             p.copy_(saved[k])
+            if p.grad is not None and run.core.masks is not None:
+                p.grad.mul_(run.core.masks[k])  # the step's gradient was masked already
             if k in grads:
                 p.grad = grads[k] if p.grad is None else p.grad.add_(grads[k])
     return tamper.detach()
