@@ -26,8 +26,9 @@ def colours(names: Sequence[str]) -> dict[str, str]:
     """One colour per method name, stable across every figure of a page (original grey, oracle green)."""
     from matplotlib import colormaps
 
-    # tab10 without its green and grey (the oracle's and the original's), then tab20b's darker half
-    palette = [colormaps["tab10"](i) for i in range(10) if i not in (2, 7)] + [colormaps["tab20b"](i) for i in range(0, 20, 2)]
+    # tab10 without its green and grey (the oracle's and the original's), then tab20b's darker half, then its lighter half
+    tab20b = [colormaps["tab20b"](i) for i in (*range(0, 20, 2), *range(1, 20, 2))]
+    palette = [colormaps["tab10"](i) for i in range(10) if i not in (2, 7)] + tab20b
     out = {"original": ORIGINAL, "oracle": ORACLE}
     for i, name in enumerate(n for n in dict.fromkeys(names) if n not in out):
         r, g, b, _ = palette[i % len(palette)]
