@@ -11,8 +11,8 @@ every step and trains the weights so that, *after* the attack, the concept is st
   ``adversary_steps`` Adam steps at ``adversary_lr`` of cross-entropy on the true labels of half of
   the step's forget images and of its neighbours, and adds ``tamper_weight`` x the gradient of the
   tamper loss on the other half, at the attacked weights (first order), to the step's gradient;
-* the tamper loss is the study's hinge there: the forgotten fine logit must trail the best kept one
-  by ``margin`` on forget images the attack did not see.
+* the tamper loss is NHL+KL's hinge there (:func:`~ktmu.methods.terms.forget_hinge`, every forgotten
+  level): the forgotten logit must trail the best kept one by ``margin`` on forget images the attack did not see.
 
 Hand-worked tamper loss (tests/test_knowledge_methods.py): fine logits (3, 1, 0), target 0 (the
 forgotten class), margin 2 -> max(0, 3 - 1 + 2) = 4; logits (0, 1, 3) -> max(0, 0 - 3 + 2) = 0; mean 2.
@@ -23,19 +23,10 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ktmu.methods.base import Adversary, Batch, forgotten_mask
+from ktmu.methods.base import Adversary, Batch
 from ktmu.methods.merge_mmd import MergeMMD
-from ktmu.methods.terms import hinge_below_best_other
+from ktmu.methods.terms import forget_hinge
 from ktmu.settings import in_range
-
-
-def held_out_hinge(b: Batch, margin: float) -> torch.Tensor:
-    """The study's hinge of the forget images the attack did not train on: their forgotten fine logit trails the best kept one by ``margin``.
-
-    Example: logits (3, 1, 0) and (0, 1, 3), target 0 (forgotten), margin 2 -> mean(max(0, 3 - 1 + 2), max(0, 0 - 3 + 2)) = 2.
-    """
-    forgotten = forgotten_mask(b.fine_logits, b.fine_target, b.fine_forgotten)
-    return hinge_below_best_other(b.fine_logits.float(), b.fine_target, margin, forgotten).mean()
 
 
 @dataclass
@@ -53,4 +44,4 @@ class TARMergeMMD(MergeMMD):
         return Adversary(self.adversary_steps, self.adversary_lr, self.tamper_weight)
 
     def tamper_loss(self, batch: Batch) -> torch.Tensor:
-        return held_out_hinge(batch, self.margin)
+        return forget_hinge(batch, self.margin)  # on the forget images the attack did not train on

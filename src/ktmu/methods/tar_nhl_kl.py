@@ -17,7 +17,7 @@ import torch
 
 from ktmu.methods.base import Adversary, Batch
 from ktmu.methods.nhl_kl import NHLKL
-from ktmu.methods.tar_merge_mmd import held_out_hinge
+from ktmu.methods.terms import forget_hinge
 from ktmu.settings import in_range
 
 
@@ -32,4 +32,4 @@ class TARNHLKL(NHLKL):
         return Adversary(self.adversary_steps, self.adversary_lr, self.tamper_weight)
 
     def tamper_loss(self, batch: Batch) -> torch.Tensor:
-        return held_out_hinge(batch, self.margin)
+        return forget_hinge(batch, self.margin)

@@ -135,6 +135,14 @@ def over_forget_levels(b: Batch, term: Callable[[Level], torch.Tensor]) -> torch
     return total
 
 
+def forget_hinge(b: Batch, margin: float) -> torch.Tensor:
+    """The study's negative hinge on every forgotten level: each forgotten logit trails the best kept one by ``margin`` (NHL+KL's forget term).
+
+    Example (fine goal): logits (3, 1, 0) and (0, 1, 3), target 0 (forgotten), margin 2 -> mean(4, 0) = 2.
+    """
+    return over_forget_levels(b, lambda lv: hinge_below_best_other(lv.logits, lv.target, margin, lv.forgotten))
+
+
 def forgotten_cross_entropy(b: Batch) -> torch.Tensor:
     """Cross-entropy of each forgotten label, summed over levels (ascended by GA-style methods, descended by task vectors)."""
     return over_forget_levels(b, lambda lv: cross_entropy(lv.logits, lv.target))
