@@ -71,7 +71,7 @@ def test_scrub_by_hand():
     assert terms["loss"].item() == pytest.approx(0.980829, abs=1e-6)
 
 
-def test_merge_mmd_by_hand():
+def _merge_batch() -> Batch:
     e1, e2 = torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, 1.0]])
     text = torch.cat([e1, e2])
     one = torch.tensor(1.0)
@@ -80,11 +80,40 @@ def test_merge_mmd_by_hand():
                 forgotten_name_text=e1, logit_scale=one)
     b.neighbours = NeighbourBatch(e2 @ text.T, torch.tensor([[0.0]]), torch.tensor([1]), torch.tensor([0]), e2 @ text.T, torch.tensor([[0.0]]),
                                   e2.clone(), e2)
-    terms = build_method("merge-mmd").loss(b)
+    return b
+
+
+def test_merge_mmd_by_hand():
+    terms = build_method("merge-mmd").loss(_merge_batch())
     assert terms["names"].item() == pytest.approx(3.0, abs=1e-6)
     assert terms["kl"].item() == pytest.approx(0.0, abs=1e-6) and terms["kl_neighbours"].item() == pytest.approx(0.0, abs=1e-6)
     assert terms["mmd"].item() == pytest.approx(5.227610, abs=1e-6) and terms["anchor"].item() == pytest.approx(0.0, abs=1e-6)
     assert terms["loss"].item() == pytest.approx(525.760961, abs=1e-4)
+
+
+def test_whitened_mean_gap_by_hand_and_the_guard_term():
+    """f = {(1, 0)}, g = {(0, 1), (0, -1)} (one kept class): S = diag(0, 2), tr S / D = 1.
+
+    Shrinkage 1: C = I, gap (1, 0) -> 1. Shrinkage 0.5: C = diag(0.5, 1.5) -> 1 / 0.5 = 2: the
+    direction along which the neighbours do not spread counts twice. A gap along their spread,
+    f = {(0, 1)} against g = {(0, 3), (0, -1)} (mean (0, 1)) is zero.
+    """
+    from ktmu.methods.merge_mmd import whitened_mean_gap
+
+    def batches(f, g):
+        b = Batch(torch.zeros(len(f), 2), torch.zeros(len(f), 1), torch.zeros(len(f), dtype=torch.long), torch.zeros(len(f), dtype=torch.long),
+                  torch.tensor([False] * len(f)), image_features=torch.tensor(f))
+        nb = NeighbourBatch(torch.zeros(len(g), 2), torch.zeros(len(g), 1), torch.ones(len(g), dtype=torch.long),
+                            torch.zeros(len(g), dtype=torch.long), image_features=torch.tensor(g))
+        return b, nb
+
+    b, nb = batches([[1.0, 0.0]], [[0.0, 1.0], [0.0, -1.0]])
+    assert whitened_mean_gap(b, nb, 1.0).item() == pytest.approx(1.0)
+    assert whitened_mean_gap(b, nb, 0.5).item() == pytest.approx(2.0)
+    assert whitened_mean_gap(*batches([[0.0, 1.0]], [[0.0, 3.0], [0.0, -1.0]]), 0.5).item() == pytest.approx(0.0, abs=1e-7)
+    assert whitened_mean_gap(*batches([[1.0, 0.0]], [[0.0, 1.0]]), 0.5).item() == 0.0  # one neighbour image: no spread, no term
+    # merge-mmd's loss gains the term only with a weight (off by default: its key is absent)
+    assert "guard" not in build_method("merge-mmd").loss(_merge_batch()) and "guard" in build_method("merge-mmd", guard_weight=1.0).loss(_merge_batch())
 
 
 def test_merge_mmd_moves_the_forget_features_towards_the_neighbours_not_the_reverse():
@@ -122,7 +151,7 @@ def test_tar_merge_mmd_tamper_loss_by_hand_and_its_adversary():
     b = _forget([[3.0, 1.0, 0.0], [0.0, 1.0, 3.0]], [[0.0, 0.0]] * 2, [0, 0], [0, 0], forget_coarse=(False, False))
     assert tar.tamper_loss(b).item() == pytest.approx(2.0)  # max(0, 3 - 1 + 2) = 4 and max(0, 0 - 3 + 2) = 0
     adv = tar.relearning_adversary()
-    assert (adv.steps, adv.lr, adv.weight) == (4, 1e-3, 30.0)
+    assert (adv.steps, adv.lr, adv.weight, adv.neighbours, adv.every) == (4, 1e-3, 15.0, 16, 1)
     assert build_method("merge-mmd").relearning_adversary() is None
     assert build_method("tar-nhl-kl").tamper_loss(b).item() == pytest.approx(2.0)  # the same hinge, with no neighbours
     r = _forget([[2.0, 0.0, 1.0]], [[0.0, 0.0]], [0], [0], ref_fine=[[1.0, 0.0, 0.0]], ref_coarse=[[0.0, 0.0]])

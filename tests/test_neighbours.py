@@ -122,6 +122,34 @@ def test_the_simulated_relearning_attack_leaves_the_weights_where_they_were(tiny
     assert any(not torch.equal(runs["merge-mmd"][k], v) for k, v in runs["tar"].items())
 
 
+def test_the_simulated_attack_runs_on_every_nth_step_with_its_share_of_the_neighbours(tiny_backbone, toy_world, toy_train, monkeypatch):
+    """adversary_every / adversary_neighbours: which steps are attacked and what each pass encodes (forget, neighbour images)."""
+    from ktmu.engine.trainer import StepInputs
+
+    forget, near = _toy(tiny_backbone, toy_world, toy_train, k=5)  # 10 shirts, 4 per step: 3 steps per epoch of 4, 4, 2
+    real, passes = StepInputs.batch, []
+
+    def spy(self, images, positions, template, near=None):  # noqa: ANN001, ANN202
+        passes.append((len(images), 0 if near is None else len(near[0])))
+        return real(self, images, positions, template, near)
+
+    monkeypatch.setattr(StepInputs, "batch", spy)
+    cfg = TrainConfig(lr=1e-3, epochs=2, batch_size=4, neighbour_batch_size=4)
+    start = tiny_backbone.copy_trainable()
+    for every, share in ((1, 0), (2, 3)):
+        passes.clear()
+        tiny_backbone.load_trainable(start)
+        method = build_method("tar-merge-mmd", adversary_steps=2, adversary_every=every, adversary_neighbours=share)
+        unlearn(tiny_backbone, method, forget, toy_world, cfg, progress=False, neighbours=near)
+        attack = (4 if share == 0 else 3)
+        step = [(4, 4)]  # the step's own pass: its forget images with the whole neighbour batch
+        attacked = step + [(2, attack)] * 2 + [(2, 0)]  # two attack steps on half the images, the tamper pass without neighbours
+        last = [(2, 4)] + [(1, attack)] * 2 + [(1, 0)]  # the 2-image step splits 1 / 1
+        epoch1 = attacked + attacked + last if every == 1 else attacked + step + last  # steps 0, 1, 2 (every 2: 0 and 2 attacked)
+        epoch2 = attacked + attacked + last if every == 1 else step + attacked + [(2, 4)]  # steps 3, 4, 5 (every 2: 4)
+        assert passes == epoch1 + epoch2
+
+
 def test_cli_refuses_a_neighbour_method_without_neighbours_in_one_line(tmp_path, capsys):
     out = tmp_path / "out"
     assert main(["unlearn", "--method", "merge-mmd", *TINY, "--out", str(out)]) == 2

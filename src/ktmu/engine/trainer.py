@@ -237,6 +237,7 @@ class _Run:
     epochs: int
     steps_per_epoch: int
     near: NeighbourStream | None = None  # the neighbour images of each step (methods with needs_neighbours)
+    steps_done: int = 0  # training steps taken so far (a simulated relearning attack may run on every N-th only)
 
 
 def _train_step(run: _Run, batch_positions: torch.Tensor, images: torch.Tensor, pos: torch.Tensor) -> tuple[list[str], torch.Tensor]:
@@ -261,8 +262,10 @@ def _train_step(run: _Run, batch_positions: torch.Tensor, images: torch.Tensor, 
     if adversary is not None:  # the tamper loss joins the logged terms ("loss" stays what the step minimised first)
         # every process needs two images to split (the same test on every process: the attack's all-reduces must match)
         splits = len(batch_positions) >= 2 * run.dist.world
-        tamper = _resist_relearning(run, adversary, images, pos, template, near, share) if splits else terms["loss"].new_zeros(())
+        attacked = splits and run.steps_done % adversary.every == 0
+        tamper = _resist_relearning(run, adversary, images, pos, template, near, share) if attacked else terms["loss"].new_zeros(())
         terms = {**terms, "tamper": tamper}
+    run.steps_done += 1
     with torch.no_grad():
         hits = (batch.fine_logits.argmax(1) == batch.fine_target).sum().float()
         values = torch.stack([*(v.detach().float() * len(pos) / len(batch_positions) for v in terms.values()), hits])
@@ -276,16 +279,19 @@ def _resist_relearning(run: _Run, adversary: Adversary, images: torch.Tensor, po
     """Add the tamper loss's gradient at relearned weights to the step's gradient (first order; see ``relearning_adversary``); the tamper loss.
 
     The attack: ``adversary.steps`` Adam steps of cross-entropy on the true fine labels of the first
-    half of the step's forget images (and of its neighbour images), from the step's weights, with an
-    optimiser of its own. At the attacked weights the method's :meth:`tamper_loss` on the other half
-    is differentiated; then the step's weights come back, their gradient the step's plus ``weight`` x that one
-    (scaled and masked as the step's is). The attack's own steps use no grad scaler: under amp-fp16 its
+    half of the step's forget images (and of the first ``adversary.neighbours`` of its neighbour images, all
+    when None), from the step's weights, with an optimiser of its own. At the attacked weights the method's
+    :meth:`tamper_loss` on the other half (without the neighbours: no further pass over them) is
+    differentiated; then the step's weights come back, their gradient the step's plus ``weight`` x that
+    one (scaled and masked as the step's is). The attack's own steps use no grad scaler: under amp-fp16 its
     smallest gradients may underflow, which weakens the simulated attack, not the step.
     """
     params = run.core.params
     saved = {k: p.detach().clone() for k, p in params.items()}
     grads = {k: p.grad.clone() for k, p in params.items() if p.grad is not None}
     half = len(pos) // 2
+    if near is not None and adversary.neighbours is not None:
+        near = (near[0][: adversary.neighbours], near[1][: adversary.neighbours])
     attack = torch.optim.Adam(params.values(), lr=adversary.lr)
     for _ in range(adversary.steps):
         attack.zero_grad(set_to_none=True)
@@ -297,7 +303,7 @@ def _resist_relearning(run: _Run, adversary: Adversary, images: torch.Tensor, po
         run.dist.all_reduce_grads_(params.values())
         attack.step()
     attack.zero_grad(set_to_none=True)
-    tamper = run.method.tamper_loss(run.inputs.batch(images[half:], pos[half:], template, near)).float()
+    tamper = run.method.tamper_loss(run.inputs.batch(images[half:], pos[half:], template)).float()
     weighted, scaler = tamper * adversary.weight * share, run.core.scaler
     (scaler.scale(weighted) if scaler is not None else weighted).backward()  # on the step's gradient scale (amp-fp16)
     run.dist.all_reduce_grads_(params.values())

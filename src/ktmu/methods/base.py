@@ -137,7 +137,11 @@ class UnlearningMethod:
         return None
 
     def tamper_loss(self, batch: Batch) -> torch.Tensor:
-        """The loss, at the attacked weights, of forget images the attack did not train on (with :meth:`relearning_adversary`)."""
+        """The loss, at the attacked weights, of forget images the attack did not train on (with :meth:`relearning_adversary`).
+
+        The batch has no neighbour side (``batch.neighbours`` is None): the trainer does not encode
+        the step's neighbour images a further time for it.
+        """
         raise NotImplementedError(f"method {self.name!r} simulates a relearning attack but defines no tamper_loss.")
 
 
@@ -148,6 +152,8 @@ class Adversary:
     steps: int  # Adam steps of the attack per training step
     lr: float  # the attack's learning rate
     weight: float  # the weight of the tamper loss's gradient in the step's
+    neighbours: int | None = None  # the attack trains on the first this many of the step's neighbour images (None: all of them)
+    every: int = 1  # the attack runs on every this-many-th step of the run (the first step included)
 
 
 def forgotten_mask(logits: torch.Tensor, target: torch.Tensor, classes: torch.Tensor | None) -> torch.Tensor:

@@ -129,12 +129,12 @@ def steps_part(bench: Bench, progress: bool) -> dict:
     return out
 
 
-def _gradients(method: str) -> int:
-    """Forward-backward passes per step: 2 for a sharpness-aware method (its ascent step), 1 + the attack's steps + 1 for a
-    method that simulates a relearning attack (each of those on half the batch), else 1."""
+def _gradients(method: str) -> float:
+    """Forward-backward passes per step: 2 for a sharpness-aware method (its ascent step), 1 + (the attack's steps + 1) / its
+    ``every`` for a method that simulates a relearning attack (each of those on half the batch), else 1."""
     m = method_named(method)
     adversary = m.relearning_adversary()
-    return (2 if m.sharpness_radius() else 1) + (adversary.steps + 1 if adversary is not None else 0)
+    return (2 if m.sharpness_radius() else 1) + ((adversary.steps + 1) / adversary.every if adversary is not None else 0)
 
 
 def _variant(c: Config, t: dict, plain: list[float], totals: dict, warm: dict) -> dict:
