@@ -98,7 +98,7 @@ def test_template_text_features_are_computed_once_when_the_text_is_frozen(tiny_b
     trained = TemplateTextFeatures(tiny_backbone, ["shirt", "coat", "sneaker"], templates)
     calls.clear()
     first = trained(0)
-    assert len(calls) == 1 and first.requires_grad and torch.allclose(first.detach(), frozen(0))  # encoded again, with gradients
+    assert len(calls) == 1 and first.requires_grad and torch.allclose(first.detach(), frozen(0), atol=1e-6)  # encoded again, with gradients (one torch thread rounds the two paths apart by ~1e-7)
 
 
 # ---- the trainer core ---------------------------------------------------------------------------
