@@ -36,6 +36,7 @@ kl and kl_neighbours: 0 (nothing moved). mmd with the three widths: 3 + 3 - 2 (e
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import torch
@@ -75,11 +76,20 @@ def merge_discrepancy(b: Batch, nb: NeighbourBatch) -> torch.Tensor:
     """
     f, g = b.image_features.float(), nb.image_features.detach().float()
     total = f.new_zeros(())
+    for share, mine, near in parent_groups(b, nb):
+        total = total + share * mmd_rbf(f[mine], g[near])
+    return total
+
+
+def parent_groups(b: Batch, nb: NeighbourBatch) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """Per coarse parent of the forget images: its share of them, their mask, and the mask of the neighbours they merge into.
+
+    The neighbours of the same parent; all of them where the batch has none (a coarse goal: the parent itself is forgotten).
+    """
     for parent in b.coarse_target.unique():
         mine = b.coarse_target == parent
         near = nb.coarse_target == parent
-        total = total + mine.float().mean() * mmd_rbf(f[mine], g[near] if bool(near.any()) else g)
-    return total
+        yield mine.float().mean(), mine, near if bool(near.any()) else torch.ones_like(near)
 
 
 def whitened_mean_gap(b: Batch, nb: NeighbourBatch, shrinkage: float) -> torch.Tensor:
@@ -97,11 +107,7 @@ def whitened_mean_gap(b: Batch, nb: NeighbourBatch, shrinkage: float) -> torch.T
     total = f.new_zeros(())
     dim = f.shape[1]
     eye = torch.eye(dim, device=f.device)
-    for parent in b.coarse_target.unique():
-        mine = b.coarse_target == parent
-        near = nb.coarse_target == parent
-        if not bool(near.any()):
-            near = torch.ones_like(nb.coarse_target, dtype=torch.bool)
+    for share, mine, near in parent_groups(b, nb):
         gp, labels = g[near], nb.fine_target[near]
         dof = len(gp) - len(labels.unique())
         if dof < 1:  # one image per kept class: no spread to measure the gap against, so no term for this parent
@@ -112,7 +118,7 @@ def whitened_mean_gap(b: Batch, nb: NeighbourBatch, shrinkage: float) -> torch.T
         scatter = centred.T @ centred / dof
         cov = (1 - shrinkage) * scatter + shrinkage * (scatter.trace() / dim).clamp_min(1e-8) * eye
         gap = f[mine].mean(0) - gp.mean(0)
-        total = total + mine.float().mean() * gap @ torch.linalg.solve(cov, gap)
+        total = total + share * gap @ torch.linalg.solve(cov, gap)
     return total
 
 
