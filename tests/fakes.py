@@ -15,6 +15,8 @@ import pickle
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterable, Literal
 
@@ -294,6 +296,24 @@ def make_fashion_jsonl(root: Path, train: int = 20, test: int = 20) -> tuple[Pat
 def ktmu_env(**extra: str) -> dict[str, str]:
     """The environment of a test's subprocess: this one's, one thread (the suite shares the CPU), the Hugging Face hub offline."""
     return {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", **extra}
+
+
+@contextmanager
+def subprocess_threads() -> Iterator[None]:
+    """This process's torch at a subprocess's one thread (:func:`ktmu_env`), for runs that must match one bit for bit.
+
+    Adam turns the float rounding of a reduction split over another number of threads into steps of the
+    full learning rate on weights whose gradient is ~0: trained on two threads and on one, the same run's
+    weights differ by up to ~2 lr (its numbers do not).
+    """
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def run_ktmu(args: list[str], timeout: float = 300, **env: str) -> subprocess.CompletedProcess:

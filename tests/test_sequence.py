@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from fakes import comparable, kill_when, make_fashion_jsonl, nothing_written, run_ktmu, start_ktmu
+from fakes import comparable, kill_when, make_fashion_jsonl, nothing_written, run_ktmu, start_ktmu, subprocess_threads
 from ktmu.cli import main
 from ktmu.engine.ledger import ledger_metadata, read_ledger, sidecar_path
 
@@ -63,7 +63,8 @@ def test_a_step_of_a_sequence_is_unlearn_from_the_previous_checkpoint(chain, tmp
     """The chain's step 2 and ``ktmu unlearn --model STEP1 --forget coat`` are one computation: the same numbers and ledger."""
     out = tmp_path / "unlearn"
     ckpt = step(chain, "1-shirt") / "model.safetensors"
-    assert main(["unlearn", *tiny("--forget", "coat", "--out", str(out), model=f"tiny-clip:{ckpt}")]) == 0
+    with subprocess_threads():  # as the chain's subprocess ran
+        assert main(["unlearn", *tiny("--forget", "coat", "--out", str(out), model=f"tiny-clip:{ckpt}")]) == 0
     mine, theirs = (json.loads((d / "results.json").read_text()) for d in (out, step(chain, "2-coat")))
     for key in ("original", "unlearned", "quality", "utility", "qu", "qu_ca", "request", "per_class_fine", "cumulative"):
         assert comparable(mine[key], out) == comparable(theirs[key], chain), key
@@ -74,7 +75,12 @@ def test_a_step_of_a_sequence_is_unlearn_from_the_previous_checkpoint(chain, tmp
     assert comparable(without_sha(mine["ledger"]), out) == comparable(without_sha(theirs["ledger"]), chain)
     assert mine["ledger"]["requests"][0]["weights_sha256"] == theirs["ledger"]["requests"][0]["weights_sha256"]  # step 1: one file
     mine_w, theirs_w = load_file(out / "model.safetensors"), load_file(step(chain, "2-coat") / "model.safetensors")
-    assert mine_w.keys() == theirs_w.keys() and all(torch.allclose(mine_w[k], theirs_w[k], rtol=0, atol=1e-9) for k in mine_w)
+    before = load_file(ckpt)
+    assert mine_w.keys() == theirs_w.keys() == before.keys()
+    # one computation, on one thread both: the step moves the weights by ~1e-4 (one Adam step), the two runs stay within 1e-6
+    moved = max((theirs_w[k] - before[k]).abs().max().item() for k in before)
+    apart = max((mine_w[k] - theirs_w[k]).abs().max().item() for k in mine_w)
+    assert moved > 5e-5 and apart <= 1e-6, (moved, apart)
 
 
 @pytest.mark.slow
@@ -212,7 +218,9 @@ def test_a_later_request_replays_the_earlier_forget_images_and_holds_the_model_t
     start = compute_reference(load_backbone(model), both.forget, both.world)
     assert not torch.allclose(base.image, start.image)  # request 1 moved the image features: the anchors differ
     assert torch.equal(both.reference().image, base.image) and torch.equal(both.reference().fine_text, base.fine_text)
-    assert torch.equal(neither.reference().image[:10], start.image[:10])
+    # the same images through the same weights, but in a batch of 10 rather than 20: the matmul may block them otherwise and
+    # round the features ~1e-8 apart on some CPUs (seen on CI); the base and the start differ by orders of magnitude more
+    assert torch.allclose(neither.reference().image[:10], start.image[:10], rtol=0, atol=1e-6)
     record = run_method(both, "nhl-kl", TrainConfig(epochs=1), progress=False)
     assert record["config"]["history"] == {"replay": True, "replay_images": 10, "anchor": "base"}
     assert record["request"]["forget_set_size"] == 10 and record["request"]["replay_images"] == 10
