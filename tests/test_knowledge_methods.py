@@ -92,11 +92,13 @@ def test_merge_mmd_by_hand():
 
 
 def test_whitened_mean_gap_by_hand_and_the_guard_term():
-    """f = {(1, 0)}, g = {(0, 1), (0, -1)} (one kept class): S = diag(0, 2), tr S / D = 1.
+    """f = {(1, 0), (1, 0)}, g = {(0, 1), (0, -1)} (one kept class): S = diag(0, 2), tr S / D = 1.
 
-    Shrinkage 1: C = I, gap (1, 0) -> 1. Shrinkage 0.5: C = diag(0.5, 1.5) -> 1 / 0.5 = 2: the
-    direction along which the neighbours do not spread counts twice. A gap along their spread,
-    f = {(0, 1)} against g = {(0, 3), (0, -1)} (mean (0, 1)) is zero.
+    Shrinkage 1: C = I, a_1 = a_2 = (1, 0), pair mean 1. Shrinkage 0.5: C = diag(0.5, 1.5) -> 1 / 0.5 = 2:
+    the direction along which the neighbours do not spread counts twice. Two forget images on either side
+    of the neighbours' mean, f = {(1, 0), (-1, 0)}: pair mean -1, floored at 0 (the plug-in |mean a|^2 is 0
+    too, but f = {(1, 0), (0.8, 0)} shows the noise term removed: plug-in 0.81, pairs 0.8). A gap along the
+    neighbours' spread, f = {(0, 1), (0, 1)} against g = {(0, 3), (0, -1)} (mean (0, 1)), is zero.
     """
     from ktmu.methods.merge_mmd import whitened_mean_gap
 
@@ -107,11 +109,15 @@ def test_whitened_mean_gap_by_hand_and_the_guard_term():
                             torch.zeros(len(g), dtype=torch.long), image_features=torch.tensor(g))
         return b, nb
 
-    b, nb = batches([[1.0, 0.0]], [[0.0, 1.0], [0.0, -1.0]])
+    spread = [[0.0, 1.0], [0.0, -1.0]]
+    b, nb = batches([[1.0, 0.0], [1.0, 0.0]], spread)
     assert whitened_mean_gap(b, nb, 1.0).item() == pytest.approx(1.0)
     assert whitened_mean_gap(b, nb, 0.5).item() == pytest.approx(2.0)
-    assert whitened_mean_gap(*batches([[0.0, 1.0]], [[0.0, 3.0], [0.0, -1.0]]), 0.5).item() == pytest.approx(0.0, abs=1e-7)
-    assert whitened_mean_gap(*batches([[1.0, 0.0]], [[0.0, 1.0]]), 0.5).item() == 0.0  # one neighbour image: no spread, no term
+    assert whitened_mean_gap(*batches([[1.0, 0.0], [-1.0, 0.0]], spread), 1.0).item() == 0.0
+    assert whitened_mean_gap(*batches([[1.0, 0.0], [0.8, 0.0]], spread), 1.0).item() == pytest.approx(0.8)
+    assert whitened_mean_gap(*batches([[0.0, 1.0], [0.0, 1.0]], [[0.0, 3.0], [0.0, -1.0]]), 0.5).item() == pytest.approx(0.0, abs=1e-7)
+    assert whitened_mean_gap(*batches([[1.0, 0.0], [1.0, 0.0]], [[0.0, 1.0]]), 0.5).item() == 0.0  # one neighbour image: no spread, no term
+    assert whitened_mean_gap(*batches([[1.0, 0.0]], spread), 0.5).item() == 0.0  # one forget image: no pair, no term
     # merge-mmd's loss gains the term only with a weight (off by default: its key is absent)
     assert "guard" not in build_method("merge-mmd").loss(_merge_batch()) and "guard" in build_method("merge-mmd", guard_weight=1.0).loss(_merge_batch())
 
@@ -146,12 +152,25 @@ def test_merge_discrepancy_merges_each_parent_into_its_own_neighbours():
     assert merge_discrepancy(b, orphan).item() == pytest.approx(0.5 * mmd_rbf(e[1:2], e[0:1]).item(), abs=1e-6)  # no parent-1 neighbour: all
 
 
+def test_merge_discrepancy_width_scale_by_hand():
+    """f = {e1}, g = {e2}, |f - g|^2 = 2. Widths 0.25, 0.5, 1 (scale 1): 6 - 2 (e^-16 + e^-4 + e^-1) = 5.227610;
+    scale 2 (0.5, 1, 2): 6 - 2 (e^-4 + e^-1 + e^-0.25) = 3.670008: the wider kernels still see the pair, the narrowest did not."""
+    from ktmu.methods.merge_mmd import merge_discrepancy
+
+    e = torch.eye(2)
+    b = Batch(torch.zeros(1, 2), torch.zeros(1, 1), torch.tensor([0]), torch.tensor([0]), torch.tensor([False]), image_features=e[0:1])
+    nb = NeighbourBatch(torch.zeros(1, 2), torch.zeros(1, 1), torch.tensor([1]), torch.tensor([0]), image_features=e[1:2])
+    assert merge_discrepancy(b, nb).item() == pytest.approx(5.227610, abs=1e-5)
+    assert merge_discrepancy(b, nb, 2.0).item() == pytest.approx(3.670008, abs=1e-5)
+    assert build_method("merge-mmd", mmd_width_scale=2.0).hyperparameters()["mmd_width_scale"] == 2.0
+
+
 def test_tar_merge_mmd_tamper_loss_by_hand_and_its_adversary():
     tar = build_method("tar-merge-mmd")
     b = _forget([[3.0, 1.0, 0.0], [0.0, 1.0, 3.0]], [[0.0, 0.0]] * 2, [0, 0], [0, 0], forget_coarse=(False, False))
     assert tar.tamper_loss(b).item() == pytest.approx(2.0)  # max(0, 3 - 1 + 2) = 4 and max(0, 0 - 3 + 2) = 0
     adv = tar.relearning_adversary()
-    assert (adv.steps, adv.lr, adv.weight, adv.neighbours, adv.every) == (4, 1e-3, 15.0, 16, 1)
+    assert (adv.steps, adv.lr, adv.weight, adv.neighbours, adv.every) == (4, 1e-3, 15.0, 4, 1)
     assert build_method("merge-mmd").relearning_adversary() is None
     assert build_method("tar-nhl-kl").tamper_loss(b).item() == pytest.approx(2.0)  # the same hinge, with no neighbours
     r = _forget([[2.0, 0.0, 1.0]], [[0.0, 0.0]], [0], [0], ref_fine=[[1.0, 0.0, 0.0]], ref_coarse=[[0.0, 0.0]])
